@@ -1,0 +1,75 @@
+"""`ladder <command> [--config recipe.yaml] [--key value ...]`: one subcommand per stage.
+
+Each subcommand is the same `main(argv)` that `accelerate launch -m ladder.<stage>` runs,
+so the two ways of starting a stage can never drift apart.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ladder.errors import LadderError
+
+# command -> (module, what it does). Modules are imported lazily: `ladder --help` stays instant.
+COMMANDS = {
+    "data": ("ladder.data.build", "generate the built-in tasks in every format (corpus, SFT, prefs, RL)"),
+    "tokenizer": ("ladder.pretrain.tokenizer", "train a byte-level BPE tokenizer with a chat template"),
+    "pretrain": ("ladder.pretrain.train", "pretrain a Llama-style base model from scratch (accelerate)"),
+    "sft": ("ladder.sft", "supervised fine-tuning on chat data (TRL SFTTrainer, LoRA/QLoRA)"),
+    "rm": ("ladder.rm", "train a reward model on preference pairs (TRL RewardTrainer)"),
+    "ppo": ("ladder.ppo", "RLHF with ladder's PPO (critic, GAE, clipping, KL to reference)"),
+    "grpo": ("ladder.grpo", "reasoning by practice on verifiable rewards (TRL GRPOTrainer, vLLM)"),
+    "eval": ("ladder.eval", "score checkpoints on held-out tasks and write the report card"),
+    "run": ("ladder.pipeline", "climb the whole ladder from one recipe, then print the report"),
+    "runs": ("ladder.registry", "list runs, stages and their key metrics"),
+    "app": ("ladder.apps.compare", "Gradio app: compare checkpoints side by side"),
+    "rewards": ("ladder.rewards.cli", "list built-in reward functions"),
+    "import-gguf": ("ladder.pretrain.gguf", "convert a GGUF model to a plain HF checkpoint"),
+    "vllm-serve": ("ladder.vllm_serve", "serve a checkpoint with vLLM for server-mode rollouts"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: ladder <command> [--config recipe.yaml] [--key value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {doc}" for name, (_, doc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ladder: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return run_main(module.main, rest)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("ladder"):
+            print(f"ladder {name}: not available in this install ({e.name} missing)", file=sys.stderr)
+            return 2
+        raise
+
+
+def run_main(fn, argv) -> int:
+    """Run a stage's main, turning LadderError into one clean line and exit code 2."""
+    try:
+        result = fn(argv)
+    except LadderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+def stage_entry(fn) -> None:
+    """`if __name__ == "__main__": stage_entry(main)` at the bottom of every stage module."""
+    sys.exit(run_main(fn, sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

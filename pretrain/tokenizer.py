@@ -1,0 +1,108 @@
+"""`ladder tokenizer`: train a byte-level BPE tokenizer on the corpus, with a chat template.
+
+Digits are split one per token (arithmetic is learnt digit by digit, and a BPE merge like "408"
+would hide the digits from a small model). The chat template marks assistant turns with
+`{% generation %}` so TRL can compute the loss on assistant tokens only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ladder.config import load_config, to_dict
+from ladder.errors import LadderError
+from ladder.manifest import atomic_dir, write_manifest
+
+EOS, PAD = "<|end|>", "<|pad|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+# Tags of the answer format: ordinary (non-special) tokens so they survive skip_special_tokens.
+FORMAT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{%- else -%}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+
+
+@dataclass
+class TokenizerConfig:
+    data: str = "runs/tiny/data"  # corpus: built-in data dir, a .jsonl/.parquet file with `text`, or hub id
+    output_dir: str = "runs/tiny/tokenizer"
+    vocab_size: int = 512
+    min_frequency: int = 2
+    max_texts: int | None = 50000  # enough to learn merges; keeps `ladder tokenizer` to seconds
+
+    def __post_init__(self):
+        if self.vocab_size < 300:
+            raise LadderError(f"vocab_size must be at least 300 (256 bytes + specials), got {self.vocab_size}")
+
+
+def train_tokenizer(texts, vocab_size: int = 512, min_frequency: int = 2):
+    """A `PreTrainedTokenizerFast` trained on an iterable of strings."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        # one digit per piece, keeping a leading space with it (" 408" -> " 4", "0", "8")
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS, PAD, *ROLE_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD,
+                                   additional_special_tokens=ROLE_TOKENS)
+    fast.add_tokens(FORMAT_TOKENS)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 2048
+    return fast
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Give a tokenizer without a chat template ours (adding its tokens). True if it changed."""
+    if tokenizer.chat_template:
+        return False
+    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    tokenizer.add_tokens([EOS, *FORMAT_TOKENS])
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = EOS
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return True
+
+
+def main(argv=None) -> int:
+    from ladder.data.loaders import load_split
+
+    cfg = load_config(TokenizerConfig, argv)
+    ds = load_split(cfg.data, "corpus", "train", limit=cfg.max_texts)
+    tok = train_tokenizer(iter(ds["text"]), cfg.vocab_size, cfg.min_frequency)
+    sample = ds[0]["text"][:80]
+    with atomic_dir(cfg.output_dir) as tmp:
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, stage="tokenizer", config=to_dict(cfg), parent=cfg.data,
+                       metrics={"vocab_size": len(tok), "chars_per_token":
+                                round(len(sample) / max(1, len(tok(sample)["input_ids"])), 2)})
+    print(f"tokenizer: {len(tok)} tokens -> {cfg.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

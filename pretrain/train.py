@@ -1,0 +1,305 @@
+"""`ladder pretrain`: train a base model from scratch with a plain accelerate loop.
+
+Reads top to bottom like the recipe: tokenizer -> packed token blocks -> model -> AdamW with
+warmup + cosine -> loop (grad accumulation, clipping, eval, checkpoints) -> HF directory + manifest.
+
+    accelerate launch -m ladder.pretrain --config recipes/tiny/pretrain.yaml
+    ladder pretrain --config recipes/tiny/pretrain.yaml --max_steps 50 --resume
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ladder.config import load_config, to_dict
+from ladder.errors import LadderError
+from ladder.manifest import atomic_dir, atomic_write_json, write_manifest
+from ladder.runtime import bf16_supported, setup_threads
+
+
+@dataclass
+class PretrainConfig:
+    data: str = "runs/tiny/data"  # corpus: built-in data dir, a .jsonl/.parquet with `text`, or hub id
+    tokenizer: str = "runs/tiny/tokenizer"  # a tokenizer dir or hub id
+    output_dir: str = "runs/tiny/base"
+    model: str = "mini"  # a preset (tiny, mini, small, gpt2-124m) or a hub id/dir whose config to train
+    seq_len: int = 128
+    batch_size: int = 32  # sequences per device per micro-step
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 1000
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    adam_beta2: float = 0.95
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # auto = bf16 where the hardware has it, else fp32
+    eval_every: int = 100
+    eval_batches: int = 8
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    logging_steps: int = 10
+    report_to: str = "tensorboard"  # or none
+    max_texts: int | None = None  # use only the first N corpus documents
+    seed: int = 0
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise LadderError(f"mixed_precision must be auto, no, bf16 or fp16, got '{self.mixed_precision}'")
+        if self.report_to not in ("tensorboard", "none"):
+            raise LadderError(f"report_to must be tensorboard or none, got '{self.report_to}'")
+        if self.max_steps < 1 or self.batch_size < 1 or self.seq_len < 8:
+            raise LadderError("max_steps and batch_size must be >= 1 and seq_len >= 8")
+
+
+# ---------------------------------------------------------------- data
+
+def pack(tokenizer, texts, seq_len: int):
+    """Every text + EOS, concatenated and cut into fixed-length blocks (the tail is dropped)."""
+    import torch
+
+    ids = []
+    for enc in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(tokenizer.eos_token_id)
+    n = len(ids) // seq_len
+    if n == 0:
+        raise LadderError(f"corpus too small: {len(ids)} tokens is less than one block of {seq_len}")
+    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
+
+
+def epoch_loader(blocks, batch_size: int, seed: int, epoch: int):
+    """The same block order for a given (seed, epoch) on every run: resume lands on the same data."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = blocks[torch.randperm(len(blocks), generator=g)]
+    return DataLoader(order, batch_size=batch_size, shuffle=False, drop_last=True)
+
+
+def lr_lambda(cfg: PretrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def checkpoints(output_dir) -> list[Path]:
+    """Complete checkpoints, oldest first (a checkpoint is complete once renamed into place)."""
+    root = Path(output_dir) / "checkpoints"
+    return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+
+
+def save_checkpoint(accelerator, cfg: PretrainConfig, step: int) -> None:
+    root = Path(cfg.output_dir) / "checkpoints"
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # model, optimizer, scheduler, RNG: on every engine
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / "progress.json", {"step": step})
+        tmp.rename(final)  # atomic: a killed run never leaves a half checkpoint under a real name
+        for old in checkpoints(cfg.output_dir)[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- loop
+
+@dataclass
+class Metrics:
+    eval_loss: float | None = None
+    train_loss: float | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def evaluate(model, blocks, cfg, accelerator) -> float:
+    import torch
+
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for i, batch in enumerate(epoch_loader(blocks, cfg.batch_size, cfg.seed, 0)):
+            if i >= cfg.eval_batches:
+                break
+            batch = batch.to(accelerator.device)
+            losses.append(model(input_ids=batch, labels=batch).loss.float())
+    model.train()
+    loss = torch.stack(losses).mean() if losses else torch.tensor(float("nan"))
+    return accelerator.reduce(loss.to(accelerator.device), reduction="mean").item()
+
+
+def train(cfg: PretrainConfig) -> Metrics:
+    setup_threads()
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer
+
+    from ladder.data.loaders import load_split
+    from ladder.pretrain.model import build_model, n_params
+
+    # Check everything cheap before anything expensive.
+    if cfg.resume and not checkpoints(cfg.output_dir):
+        print(f"resume: no checkpoint under {cfg.output_dir}/checkpoints, starting fresh")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    except Exception as e:
+        raise LadderError(f"tokenizer '{cfg.tokenizer}': cannot load ({str(e).splitlines()[0][:160]}); "
+                          "run `ladder tokenizer` first or pass a hub id") from None
+    train_texts = load_split(cfg.data, "corpus", "train", limit=cfg.max_texts)["text"]
+    try:
+        eval_texts = load_split(cfg.data, "corpus", "test")["text"]
+    except LadderError:  # a single file or hub corpus without a test split: hold out 2%
+        cut = max(1, len(train_texts) // 50)
+        train_texts, eval_texts = train_texts[cut:], train_texts[:cut]
+
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if bf16_supported() else "no"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=precision,
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_dir=str(Path(cfg.output_dir) / "logs"),
+    )
+    set_seed(cfg.seed)
+    blocks = pack(tokenizer, train_texts, cfg.seq_len)
+    eval_blocks = pack(tokenizer, eval_texts, cfg.seq_len)
+    model = build_model(cfg.model, tokenizer, max_position_embeddings=max(512, cfg.seq_len), seed=cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2), fused=False)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    step = 0
+    if cfg.resume and checkpoints(cfg.output_dir):
+        last = checkpoints(cfg.output_dir)[-1]
+        accelerator.load_state(str(last))
+        import json
+
+        step = json.loads((last / "progress.json").read_text())["step"]
+        accelerator.print(f"resumed from {last} at step {step}")
+
+    if accelerator.is_main_process:
+        accelerator.print(f"pretrain: {n_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
+                          f"{len(blocks)} blocks x {cfg.seq_len} tokens, {accelerator.num_processes} process(es), "
+                          f"precision {precision}")
+    if cfg.report_to != "none":
+        accelerator.init_trackers("pretrain", config={k: v for k, v in to_dict(cfg).items()
+                                                      if isinstance(v, (int, float, str, bool))})
+
+    # Data position is a pure function of the step: micro-batches consumed = step * accumulation.
+    per_epoch = len(blocks) // (cfg.batch_size * accelerator.num_processes)
+    if per_epoch == 0:
+        raise LadderError(f"corpus has {len(blocks)} blocks, fewer than one batch of "
+                          f"{cfg.batch_size * accelerator.num_processes}")
+    consumed = step * cfg.gradient_accumulation_steps
+    epoch, skip = divmod(consumed, per_epoch)
+
+    metrics = Metrics()
+    tokens_per_step = cfg.seq_len * cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="pretrain", disable=not accelerator.is_main_process,
+               dynamic_ncols=True)
+    model.train()
+    start, window_loss, window_n = time.time(), 0.0, 0
+    t_window = time.time()
+    while step < cfg.max_steps:
+        loader = accelerator.prepare(epoch_loader(blocks, cfg.batch_size * accelerator.num_processes
+                                                  // accelerator.num_processes, cfg.seed, epoch))
+        if skip:
+            loader = accelerator.skip_first_batches(loader, skip)
+            skip = 0
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(input_ids=batch, labels=batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            window_loss += loss.detach().float().item()
+            window_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % cfg.logging_steps == 0 or step == cfg.max_steps:
+                dt = time.time() - t_window
+                metrics.train_loss = window_loss / window_n
+                tok_s = tokens_per_step * cfg.logging_steps / dt if step % cfg.logging_steps == 0 else 0
+                bar.set_postfix(loss=f"{metrics.train_loss:.3f}", tok_s=f"{tok_s:,.0f}",
+                                lr=f"{scheduler.get_last_lr()[0]:.1e}")
+                accelerator.log({"train/loss": metrics.train_loss, "train/lr": scheduler.get_last_lr()[0],
+                                 "train/tokens_per_s": tok_s}, step=step)
+                window_loss, window_n, t_window = 0.0, 0, time.time()
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                metrics.eval_loss = evaluate(model, eval_blocks, cfg, accelerator)
+                accelerator.log({"eval/loss": metrics.eval_loss}, step=step)
+                bar.write(f"step {step}: eval loss {metrics.eval_loss:.4f}")
+            if step % cfg.save_every == 0 and step < cfg.max_steps:
+                save_checkpoint(accelerator, cfg, step)
+            if step >= cfg.max_steps:
+                break
+        epoch += 1
+    bar.close()
+    metrics.seconds = time.time() - start
+    metrics.tokens = tokens_per_step * step
+    export(accelerator, model, tokenizer, cfg, metrics, step)
+    accelerator.end_training()
+    return metrics
+
+
+def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics, step: int) -> None:
+    """The final HF directory: model + tokenizer (with chat template) + ladder.json, atomically."""
+    state = accelerator.get_state_dict(model)  # gathers shards under DeepSpeed/FSDP: all ranks call it
+    if accelerator.is_main_process:
+        out = Path(cfg.output_dir)
+        ckpts = out / "checkpoints"
+        with atomic_dir(out) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            if ckpts.is_dir():  # keep resumable checkpoints and logs with the run
+                ckpts.rename(tmp / "checkpoints")
+            if (out / "logs").is_dir():
+                (out / "logs").rename(tmp / "logs")
+            write_manifest(tmp, stage="pretrain", parent=cfg.tokenizer, config=to_dict(cfg), metrics={
+                "eval_loss": metrics.eval_loss, "train_loss": metrics.train_loss, "steps": step,
+                "tokens": metrics.tokens, "seconds": round(metrics.seconds, 1),
+                "tokens_per_s": round(metrics.tokens / max(metrics.seconds, 1e-9)),
+                "params": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+            })
+        print(f"saved {out} (eval loss {metrics.eval_loss:.4f})")
+    accelerator.wait_for_everyone()
+
+
+def main(argv=None) -> int:
+    cfg = load_config(PretrainConfig, argv)
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
-from ladder.manifest import atomic_dir, atomic_write_json, write_manifest
+from ladder import checkpoint
+from ladder.manifest import atomic_write_json
 from ladder.runtime import bf16_supported, setup_threads
 
 
@@ -271,25 +272,18 @@ def train(cfg: PretrainConfig) -> Metrics:
 
 
 def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics, step: int) -> None:
-    """The final HF directory: model + tokenizer (with chat template) + ladder.json, atomically."""
+    """The final HF directory: model + tokenizer (with chat template) + ladder.json, written last."""
     state = accelerator.get_state_dict(model)  # gathers shards under DeepSpeed/FSDP: all ranks call it
     if accelerator.is_main_process:
-        out = Path(cfg.output_dir)
-        ckpts = out / "checkpoints"
-        with atomic_dir(out) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            if ckpts.is_dir():  # keep resumable checkpoints and logs with the run
-                ckpts.rename(tmp / "checkpoints")
-            if (out / "logs").is_dir():
-                (out / "logs").rename(tmp / "logs")
-            write_manifest(tmp, stage="pretrain", parent=cfg.tokenizer, config=to_dict(cfg), metrics={
-                "eval_loss": metrics.eval_loss, "train_loss": metrics.train_loss, "steps": step,
-                "tokens": metrics.tokens, "seconds": round(metrics.seconds, 1),
-                "tokens_per_s": round(metrics.tokens / max(metrics.seconds, 1e-9)),
-                "params": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-            })
-        print(f"saved {out} (eval loss {metrics.eval_loss:.4f})")
+        unwrapped = accelerator.unwrap_model(model)
+        checkpoint.export(cfg.output_dir, unwrapped, tokenizer, state_dict=state, stage="pretrain",
+                          parent=cfg.tokenizer, config=to_dict(cfg), metrics={
+                              "eval_loss": metrics.eval_loss, "train_loss": metrics.train_loss, "steps": step,
+                              "tokens": metrics.tokens, "seconds": round(metrics.seconds, 1),
+                              "tokens_per_s": round(metrics.tokens / max(metrics.seconds, 1e-9)),
+                              "params": sum(p.numel() for p in unwrapped.parameters()),
+                          })
+        print(f"saved {cfg.output_dir} (eval loss {metrics.eval_loss:.4f})")
     accelerator.wait_for_everyone()
 
 

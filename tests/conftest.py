@@ -1,0 +1,49 @@
+"""Shared fixtures: one tiny run (data -> tokenizer -> pretrained base) built once per test session.
+
+Everything is generated here, so the suite needs no network and no model hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Small but real: enough data for the tiny model to learn the worked format in seconds.
+TINY_DATA = ["--corpus_docs", "3000", "--sft_train", "800", "--prefs_train", "600", "--rl_train", "300",
+             "--test_size", "64", "--countdown_fraction", "0.1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """runs/<name>/ with data/, tokenizer/ and base/ (a pretrained 'tiny' Llama)."""
+    from ladder.data import build
+    from ladder.pretrain import tokenizer, train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    assert build.main(["--output_dir", str(root / "data"), *TINY_DATA]) == 0
+    assert tokenizer.main(["--data", str(root / "data"), "--output_dir", str(root / "tokenizer"),
+                           "--vocab_size", "400"]) == 0
+    assert train.main(["--data", str(root / "data"), "--tokenizer", str(root / "tokenizer"),
+                       "--output_dir", str(root / "base"), "--model", "tiny", "--max_steps", "150",
+                       "--batch_size", "16", "--warmup_steps", "15", "--eval_every", "150",
+                       "--save_every", "1000", "--report_to", "none"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_run) -> Path:
+    return tiny_run / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_run) -> Path:
+    return tiny_run / "base"

@@ -14,6 +14,29 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
 
 
+def setup_process() -> int:
+    """First call of every stage: CPU DDP fix-up, then threads. Returns threads per process."""
+    use_gloo_on_cpu()
+    return setup_threads()
+
+
+def use_gloo_on_cpu() -> None:
+    """Launched as several processes on a machine without CUDA: make accelerate use gloo DDP.
+
+    `accelerate launch` with a multi-process config starts the ranks, but without
+    ACCELERATE_USE_CPU each rank looks for a GPU, finds none and runs alone (world size 1),
+    silently. Setting it here, before any Accelerator exists, gives real CPU DDP.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_visible():
+        os.environ.setdefault("ACCELERATE_USE_CPU", "1")
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def setup_threads() -> int:
     """Threads per process = cores / local processes, unless the user set OMP_NUM_THREADS.
 
@@ -51,3 +74,18 @@ def bf16_supported() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def cpu_training_defaults(args) -> None:
+    """Call in a TRL/transformers config's __post_init__ *before* super().__post_init__().
+
+    Without CUDA: train on the CPU in fp32. TRL configs default to bf16, which these CPUs only
+    emulate (measured ~5x slower per step), so bf16 is turned off unless the user asked for it.
+    """
+    use_gloo_on_cpu()
+    if has_cuda():
+        return
+    if getattr(args, "bf16", None) is None:
+        args.bf16 = False
+    if hasattr(args, "use_cpu"):
+        args.use_cpu = True

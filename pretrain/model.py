@@ -1,6 +1,6 @@
 """The model: a Llama-architecture decoder from transformers, in a few sizes, built from scratch.
 
-    tiny       ~0.2M  tests only
+    tiny       ~0.1M  tests only
     mini       ~2M    the embedded default: learns worked arithmetic in a few CPU-minutes
     small      ~20M   a real small model (GPU or patient CPU)
     gpt2-124m  ~124M  GPT-2-class
@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+# Head size 32 or more: vLLM's CPU attention kernels support only [32, 64, 80, ..., 512].
 PRESETS = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
     "mini": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=6, intermediate_size=512),
     "small": dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, intermediate_size=1536),
     "gpt2-124m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

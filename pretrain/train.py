@@ -19,7 +19,7 @@ from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
 from ladder.manifest import atomic_write_json
-from ladder.runtime import bf16_supported, setup_threads
+from ladder.runtime import bf16_supported, setup_process
 
 
 @dataclass
@@ -146,7 +146,7 @@ def evaluate(model, blocks, cfg, accelerator) -> float:
 
 
 def train(cfg: PretrainConfig) -> Metrics:
-    setup_threads()
+    setup_process()
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -225,8 +225,8 @@ def train(cfg: PretrainConfig) -> Metrics:
     start, window_loss, window_n = time.time(), 0.0, 0
     t_window = time.time()
     while step < cfg.max_steps:
-        loader = accelerator.prepare(epoch_loader(blocks, cfg.batch_size * accelerator.num_processes
-                                                  // accelerator.num_processes, cfg.seed, epoch))
+        # prepare() shards the batches between processes: each rank sees its own batch_size blocks
+        loader = accelerator.prepare(epoch_loader(blocks, cfg.batch_size, cfg.seed, epoch))
         if skip:
             loader = accelerator.skip_first_batches(loader, skip)
             skip = 0

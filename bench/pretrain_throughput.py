@@ -25,6 +25,7 @@ def bare_loop(model, blocks, batch_size: int, steps: int, lr: float) -> float:
         batch = blocks[(step * batch_size) % (len(blocks) - batch_size):][:batch_size]
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # same recipe as ladder's loop
         opt.step()
         opt.zero_grad(set_to_none=True)
     return steps * batch_size * blocks.shape[1] / (time.perf_counter() - start)

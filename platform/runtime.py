@@ -31,6 +31,31 @@ def use_gloo_on_cpu() -> None:
         os.environ.setdefault("ACCELERATE_USE_CPU", "1")
 
 
+def requested_engine() -> str | None:
+    """The engine `accelerate launch` was asked for (it tells the ranks through the environment)."""
+    for engine in ("DEEPSPEED", "FSDP"):
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true"):
+            return engine
+    return None
+
+
+def check_engine(accelerator) -> None:
+    """Refuse to pretend: if DeepSpeed/FSDP was requested but accelerate set up something else
+    (FSDP and a bare DeepSpeed loop fall back to plain DDP on CPU), or several processes were
+    launched but each one trains alone, say so instead of training."""
+    from ladder.errors import LadderError
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes != launched:
+        raise LadderError(f"{launched} processes were launched but each sees a world of "
+                          f"{accelerator.num_processes}: they would train unconnected")
+    wanted, got = requested_engine(), accelerator.distributed_type.value
+    if wanted and wanted != got:
+        raise LadderError(f"{wanted} was requested but accelerate set up {got} (this happens on CPU, where "
+                          f"accelerate runs {wanted} as plain DDP); use a GPU, or accelerate_configs/cpu_ddp.yaml "
+                          "to run several CPU processes")
+
+
 def _cuda_visible() -> bool:
     import torch
 

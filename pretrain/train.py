@@ -19,7 +19,7 @@ from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
 from ladder.manifest import atomic_write_json
-from ladder.runtime import bf16_supported, setup_process
+from ladder.runtime import bf16_supported, check_engine, setup_process
 
 
 @dataclass
@@ -180,6 +180,12 @@ def train(cfg: PretrainConfig) -> Metrics:
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_dir=str(Path(cfg.output_dir) / "logs"),
     )
+    check_engine(accelerator)
+    if accelerator.state.deepspeed_plugin is not None:
+        # our loaders are built per epoch, after prepare(): tell DeepSpeed the batch size up front
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
+        ds["train_batch_size"] = cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
     set_seed(cfg.seed)
     blocks = pack(tokenizer, train_texts, cfg.seq_len)
     eval_blocks = pack(tokenizer, eval_texts, cfg.seq_len)
@@ -203,8 +209,8 @@ def train(cfg: PretrainConfig) -> Metrics:
 
     if accelerator.is_main_process:
         accelerator.print(f"pretrain: {n_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
-                          f"{len(blocks)} blocks x {cfg.seq_len} tokens, {accelerator.num_processes} process(es), "
-                          f"precision {precision}")
+                          f"{len(blocks)} blocks x {cfg.seq_len} tokens, {accelerator.num_processes} process(es) "
+                          f"({accelerator.distributed_type.value}), precision {precision}")
     if cfg.report_to != "none":
         accelerator.init_trackers("pretrain", config={k: v for k, v in to_dict(cfg).items()
                                                       if isinstance(v, (int, float, str, bool))})

@@ -46,3 +46,38 @@ def test_pretraining_runs_on_two_processes(tiny_run, tmp_path):
     from ladder.manifest import read_manifest
 
     assert read_manifest(tmp_path / "base")["metrics"]["steps"] == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fsdp", "zero2"])
+def test_engines_that_cannot_run_on_cpu_say_so_instead_of_pretending(engine, tiny_run, tmp_path):
+    """On CPU accelerate quietly runs FSDP (and a bare DeepSpeed loop) as plain DDP: ladder refuses."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU these engines really run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "accelerate_configs" / f"{engine}.yaml"), "--num_processes", "2", "--mixed_precision", "no",
+           "--main_process_port", "29543", "-m", "ladder.pretrain", "--data", str(tiny_run / "data"),
+           "--tokenizer", str(tiny_run / "tokenizer"), "--output_dir", str(tmp_path / "x"), "--model", "tiny",
+           "--max_steps", "2", "--report_to", "none"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "was requested but accelerate set up MULTI_CPU" in out.stderr
+    assert not (tmp_path / "x" / "ladder.json").exists()
+
+
+@pytest.mark.gpu
+def test_fsdp_pretraining_on_gpus(tiny_run, tmp_path):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("FSDP needs 2+ CUDA GPUs: accelerate cannot run it on CPU (it falls back to DDP)")
+    out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(ROOT / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2", "-m",
+                          "ladder.pretrain", "--data", str(tiny_run / "data"), "--tokenizer",
+                          str(tiny_run / "tokenizer"), "--output_dir", str(tmp_path / "base"), "--model", "tiny",
+                          "--max_steps", "4", "--report_to", "none"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(FSDP)" in out.stdout + out.stderr

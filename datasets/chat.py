@@ -1,0 +1,87 @@
+"""Chat data in the layouts users bring, converted to `messages`, with every row checked.
+
+    messages                         [{"role", "content"}, ...]            (used as is)
+    prompt / completion              strings or message lists
+    instruction / input / output     Alpaca
+    conversations [{from, value}]    ShareGPT (human/gpt/system)
+
+Anything else, or a bad row, is a one-line LadderError naming the file and the row.
+"""
+
+from __future__ import annotations
+
+from ladder.errors import LadderError
+
+ROLES = {"system", "user", "assistant"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "model": "assistant"}
+
+
+def _as_messages(value, role: str) -> list[dict]:
+    return list(value) if isinstance(value, list) else [{"role": role, "content": value}]
+
+
+def layout(columns) -> str:
+    cols = set(columns)
+    for name, needed in (("messages", {"messages"}), ("prompt_completion", {"prompt", "completion"}),
+                         ("alpaca", {"instruction", "output"}), ("sharegpt", {"conversations"})):
+        if needed <= cols:
+            return name
+    raise LadderError("unrecognised chat data layout (columns: " + ", ".join(sorted(cols)) +
+                      "); expected messages, prompt/completion, instruction/input/output or conversations")
+
+
+def row_to_messages(row: dict, kind: str) -> list[dict]:
+    if kind == "messages":
+        return row["messages"]
+    if kind == "prompt_completion":
+        return _as_messages(row["prompt"], "user") + _as_messages(row["completion"], "assistant")
+    if kind == "alpaca":
+        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+    return [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
+            for t in row["conversations"]]
+
+
+def check_messages(messages, where: str) -> None:
+    if not messages:
+        raise LadderError(f"{where}: empty messages")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            role = m.get("role") if isinstance(m, dict) else m
+            raise LadderError(f"{where}: role {role!r} is not one of system, user, assistant")
+        if not isinstance(m.get("content"), str) or not m["content"].strip():
+            raise LadderError(f"{where}: a {m['role']} message has no text")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise LadderError(f"{where}: no assistant turn to learn from")
+
+
+def to_messages(ds, where: str):
+    """A dataset with one `messages` column (other columns dropped), every row checked."""
+    try:
+        kind = layout(ds.column_names)
+    except LadderError as e:
+        raise LadderError(f"{where}: {e}") from None
+    rows = []
+    for i, row in enumerate(ds):
+        try:
+            messages = row_to_messages(row, kind)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise LadderError(f"{where} row {i}: malformed {kind} row ({e})") from None
+        check_messages(messages, f"{where} row {i}")
+        rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]})
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def check_lengths(ds, tokenizer, max_length: int | None, where: str) -> None:
+    """A prompt longer than max_length would leave nothing to learn after truncation: refuse it."""
+    if not max_length:
+        return
+    for i, row in enumerate(ds):
+        prompt = [m for m in row["messages"] if m["role"] != "assistant"][:1] or row["messages"][:1]
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if n >= max_length:
+            raise LadderError(f"{where} row {i}: prompt is {n} tokens, not shorter than max_length={max_length}")

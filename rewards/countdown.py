@@ -1,0 +1,62 @@
+"""countdown_accuracy: does the answer expression reach the target using the given numbers?
+
+The expression is evaluated by walking its syntax tree (integers, + - * /, parentheses, unary
+minus) with exact fractions: nothing the model writes is ever passed to eval().
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from fractions import Fraction
+
+from ladder.rewards.text import ANSWER, completion_text
+
+OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+       ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
+
+
+def evaluate(expr: str) -> tuple[Fraction, list[int]]:
+    """Value of an arithmetic expression and the integers it uses; ValueError if not allowed."""
+    used: list[int] = []
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            used.append(node.value)
+            return Fraction(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in OPS:
+            return OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        raise ValueError(f"not allowed: {type(node).__name__}")
+
+    if len(expr) > 200:
+        raise ValueError("expression too long")
+    return walk(ast.parse(expr.strip(), mode="eval")), used
+
+
+def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list[float | None]:
+    """1.0 if the <answer> expression uses each given number at most once and equals the target;
+    None for rows without numbers/target (e.g. arithmetic rows in a mixed dataset)."""
+    n = len(completions)
+    numbers, target = numbers or [None] * n, target if target is not None else [None] * n
+    out: list[float | None] = []
+    for completion, nums, tgt in zip(completions, numbers, target):
+        if not nums or tgt is None:
+            out.append(None)
+            continue
+        blocks = ANSWER.findall(completion_text(completion))
+        if not blocks:
+            out.append(0.0)
+            continue
+        expr = blocks[-1].split("=")[0]
+        try:
+            value, used = evaluate(expr)
+        except (ValueError, SyntaxError, ZeroDivisionError, RecursionError):
+            out.append(0.0)
+            continue
+        fits = not (Counter(used) - Counter(int(x) for x in nums))
+        out.append(1.0 if fits and value == int(tgt) else 0.0)
+    return out

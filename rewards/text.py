@@ -1,0 +1,46 @@
+"""Getting at a completion's text and its final answer."""
+
+from __future__ import annotations
+
+import re
+
+ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+def completion_text(completion) -> str:
+    """A completion as TRL passes it: a string, or a list of chat messages (the last one's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        last = completion[-1]
+        return last.get("content", "") if isinstance(last, dict) else str(last)
+    return ""
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, with nested braces balanced."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed{")
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            if depth == 0:
+                return text[i:j]
+            depth -= 1
+    return None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer: the last <answer> block, else the last \\boxed{}, else the last number."""
+    blocks = ANSWER.findall(text)
+    if blocks:
+        return blocks[-1].strip()
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    numbers = NUMBER.findall(text)
+    return numbers[-1] if numbers else None

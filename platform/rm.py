@@ -1,0 +1,176 @@
+"""`ladder rm`: learn human preferences as a scalar reward model (TRL RewardTrainer).
+
+    accelerate launch -m ladder.rm --config recipes/tiny/rm.yaml
+
+Preference pairs (`chosen`/`rejected`, chat or plain text, with or without a shared `prompt`)
+train an AutoModelForSequenceClassification head with one label, initialised from the SFT model.
+`score()` is the one function later stages (PPO, eval, the app) use to read the reward model.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from trl import RewardConfig
+
+from ladder.config import load_config, to_dict
+from ladder.errors import LadderError
+from ladder.runtime import cpu_training_defaults, setup_process
+
+
+@dataclass
+class RMStageConfig(RewardConfig):
+    model: str = "runs/tiny/sft"
+    data: str = "runs/tiny/data"  # built-in data dir, a pairs file, or a hub id
+    data_name: str | None = None
+    train_split: str = "train"
+    test_split: str | None = "test"  # held-out pairs for pairwise accuracy
+    max_train_samples: int | None = None
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"
+    resume: bool = False
+    # defaults for the tiny ladder
+    output_dir: str = "runs/tiny/rm"
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 16
+    learning_rate: float = 5e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    max_length: int | None = 256
+    logging_steps: int = 10
+    save_strategy: str = "steps"
+    save_steps: int = 200
+    save_total_limit: int | None = 1
+    report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])
+    eval_strategy: str = "no"
+
+    def __post_init__(self):
+        cpu_training_defaults(self)
+        super().__post_init__()
+
+
+def check_pairs(ds, where: str) -> None:
+    """Every pair must have two different, non-empty answers."""
+    from ladder.rewards import completion_text
+
+    for i, row in enumerate(ds):
+        chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
+        if not chosen.strip() or not rejected.strip():
+            raise LadderError(f"{where} row {i}: empty chosen or rejected answer")
+        if row["chosen"] == row["rejected"]:
+            raise LadderError(f"{where} row {i}: chosen and rejected are identical")
+
+
+def load_pairs(cfg: RMStageConfig, split: str, limit=None):
+    from ladder.data.loaders import load_split
+
+    ds = load_split(cfg.data, "prefs", split, name=cfg.data_name, limit=limit)
+    check_pairs(ds, f"{cfg.data}[{split}]")
+    keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
+    return ds.select_columns(keep)
+
+
+def conversation_text(tokenizer, prompt, completion) -> str:
+    """What the reward model reads: the chat template over prompt + answer, or plain text + EOS
+    (exactly how TRL's RewardTrainer tokenises pairs)."""
+    if isinstance(completion, list) or isinstance(prompt, list):
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt or [])
+        answer = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+        return tokenizer.apply_chat_template(prompt + answer, tokenize=False)
+    return (prompt or "") + completion + tokenizer.eos_token
+
+
+@functools.lru_cache(maxsize=4)
+def load_reward_model(path: str):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    except Exception as e:
+        raise LadderError(f"reward model '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    return model, tokenizer
+
+
+def score(reward_model_dir, prompts, completions, batch_size: int = 16) -> list[float]:
+    """Reward-model scores for (prompt, completion) pairs; prompts/completions as text or messages.
+
+    Texts are re-tokenised with the reward model's own tokenizer, so a policy with a different
+    tokenizer works too."""
+    import torch
+
+    model, tokenizer = load_reward_model(str(reward_model_dir))
+    if len(prompts) != len(completions):
+        raise LadderError(f"score: {len(prompts)} prompts but {len(completions)} completions")
+    texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    out: list[float] = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=1024, add_special_tokens=False)
+            with torch.no_grad():
+                out.extend(model(**enc).logits[:, 0].float().tolist())
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def pairwise_accuracy(reward_model_dir, ds) -> float:
+    prompts = ds["prompt"] if "prompt" in ds.column_names else [""] * len(ds)
+    chosen = score(reward_model_dir, prompts, ds["chosen"])
+    rejected = score(reward_model_dir, prompts, ds["rejected"])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(ds)
+
+
+def train(cfg: RMStageConfig) -> dict:
+    setup_process()
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardTrainer
+
+    from ladder import checkpoint
+    from ladder.sft import last_checkpoint, load_tokenizer, lora_config
+
+    tokenizer, resized = load_tokenizer(cfg.model)
+    train_ds = load_pairs(cfg, cfg.train_split, cfg.max_train_samples)
+    test_ds = load_pairs(cfg, cfg.test_split) if cfg.test_split else None
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, num_labels=1)
+    except Exception as e:
+        raise LadderError(f"model '{cfg.model}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    if resized:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
+                            peft_config=lora_config(cfg, "SEQ_CLS") if cfg.use_lora else None)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step}
+    model = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    if trainer.accelerator.is_main_process:
+        checkpoint.export(cfg.output_dir, model, tokenizer, stage="rm", parent=cfg.model,
+                                config=to_dict(cfg), metrics=metrics)
+        if test_ds is not None:  # score with the saved model: exactly what PPO and the app will read
+            load_reward_model.cache_clear()
+            metrics["pairwise_accuracy"] = pairwise_accuracy(cfg.output_dir, test_ds)
+            from ladder.manifest import update_metrics
+
+            update_metrics(cfg.output_dir, metrics)
+        print(f"rm: saved {cfg.output_dir} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()
+                                                        if isinstance(v, float)))
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def main(argv=None) -> int:
+    train(load_config(RMStageConfig, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

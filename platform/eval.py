@@ -1,0 +1,132 @@
+"""`ladder eval`: score checkpoints on held-out problems with the same rewards training used.
+
+    ladder eval --run runs/tiny                       # every stage of a run, then the report card
+    ladder eval --checkpoints runs/tiny/sft,runs/tiny/grpo --data my_problems.jsonl
+
+Per checkpoint: accuracy (math_accuracy on rows with a gold answer, countdown_accuracy on
+countdown rows), format rate, mean reward-model score (when the run has a reward model) and mean
+completion length. Base models are prompted few-shot in the corpus format, chat models through
+their chat template; the report says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ladder.config import load_config
+from ladder.errors import LadderError
+
+
+@dataclass
+class EvalConfig:
+    run: str | None = "runs/tiny"  # evaluate every finished stage of this run (and write its report)
+    checkpoints: list[str] | str | None = None  # or these checkpoint dirs
+    data: str | None = None  # held-out prompts with gold columns; default: the run's data dir
+    data_name: str | None = None
+    split: str = "test"
+    limit: int | None = 200
+    max_new_tokens: int = 64
+    reward_model: str | None = None  # default: the run's rm stage, if any
+    report: bool = True
+
+
+def score_texts(texts: list[str], rows: list[dict]) -> dict:
+    """Accuracy / format / length of completions for RL-format rows (prompt, answer, numbers, target)."""
+    from ladder.rewards import countdown_accuracy, format_reward, math_accuracy
+
+    cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target")}
+    math = math_accuracy(texts, answer=cols["answer"])
+    cd = countdown_accuracy(texts, numbers=cols["numbers"], target=cols["target"])
+    per_row = [m if m is not None else c for m, c in zip(math, cd)]
+    scored = [s for s in per_row if s is not None]
+    return {
+        "accuracy": sum(scored) / len(scored) if scored else None,
+        "format_rate": sum(f == 1.0 for f in format_reward(texts)) / len(texts),
+        "mean_length": sum(len(t) for t in texts) / len(texts),
+        "n": len(texts),
+        "per_row": per_row,
+    }
+
+
+def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max_new_tokens: int = 64,
+                   reward_model: str | None = None) -> dict:
+    """Greedy answers to held-out rows, scored; `samples` keeps a few for the report."""
+    from ladder.generation import generate
+
+    prompts = [r["prompt"] for r in rows]
+    texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
+    stats = score_texts(texts, rows)
+    if reward_model:
+        from ladder.rm import score
+
+        stats["rm_score"] = sum(score(reward_model, prompts, texts)) / len(texts)
+    stats["prompting"] = "chat template" if chat else "few-shot"
+    stats["samples"] = [{"prompt": p if isinstance(p, str) else p[-1]["content"], "completion": t, "score": s}
+                        for p, t, s in list(zip(prompts, texts, stats["per_row"]))[:3]]
+    del stats["per_row"]
+    return stats
+
+
+def load_rows(data: str, split: str = "test", name=None, limit=None) -> list[dict]:
+    from ladder.data.loaders import load_split
+
+    return list(load_split(data, "rl", split, name=name, limit=limit))
+
+
+def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ladder.generation import is_chat_model
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+    except Exception as e:
+        raise LadderError(f"checkpoint '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    return evaluate_model(model, tokenizer, rows, chat=is_chat_model(path), max_new_tokens=max_new_tokens,
+                          reward_model=reward_model)
+
+
+def main(argv=None) -> int:
+    from ladder.manifest import read_manifest, update_metrics
+    from ladder.registry import run_stages
+
+    cfg = load_config(EvalConfig, argv)
+    if cfg.checkpoints:
+        paths = [Path(p) for p in (cfg.checkpoints.split(",") if isinstance(cfg.checkpoints, str)
+                                   else cfg.checkpoints)]
+        run = None
+    elif cfg.run:
+        run = Path(cfg.run)
+        paths = [p for stage, p in run_stages(run).items() if stage in ("base", "sft", "ppo", "grpo")]
+    else:
+        raise LadderError("eval: give --run or --checkpoints")
+    if not paths:
+        raise LadderError(f"eval: no finished checkpoints to evaluate in {cfg.run}")
+    for p in paths:
+        read_manifest(p)  # every checkpoint must be a finished ladder checkpoint
+    data = cfg.data or (str(run / "data") if run else None)
+    if data is None:
+        raise LadderError("eval: give --data (held-out prompts with gold answers)")
+    rows = load_rows(data, cfg.split, cfg.data_name, cfg.limit)
+    rm = cfg.reward_model or (str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None)
+    results = {}
+    for p in paths:
+        stats = evaluate_checkpoint(p, rows, max_new_tokens=cfg.max_new_tokens, reward_model=rm)
+        update_metrics(p, {f"eval/{k}": v for k, v in stats.items()})
+        results[str(p)] = stats
+        acc = stats["accuracy"]
+        print(f"eval {p}: accuracy {acc:.1%} format {stats['format_rate']:.1%} ({stats['prompting']})"
+              if acc is not None else f"eval {p}: format {stats['format_rate']:.1%}")
+    if run is not None and cfg.report:
+        from ladder.report import write_report
+
+        print(write_report(run))
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

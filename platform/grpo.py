@@ -1,0 +1,190 @@
+"""`ladder grpo`: learn to reason by practice on problems with checkable answers (TRL GRPOTrainer).
+
+    accelerate launch -m ladder.grpo --config recipes/tiny/grpo.yaml
+
+Config -> RL prompts (built-in or hub) -> reward functions from the recipe, each loaded and called
+once on a sample batch before training -> GRPOTrainer (rollouts with HF generate, or vLLM with
+`rollout_backend: vllm`) -> HF checkpoint + manifest with held-out accuracy before and after.
+Failure modes users hit with GRPO stacks are watched: completions cut at max_completion_length,
+and rewards that are constant within every group (zero advantage, nothing learnt).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import TrainerCallback
+from trl import GRPOConfig
+
+from ladder.config import load_config, to_dict
+from ladder.errors import LadderError
+from ladder.runtime import cpu_training_defaults, setup_process
+
+log = logging.getLogger("ladder.grpo")
+
+DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown_accuracy", "weight": 1.0},
+                   {"name": "format_reward", "weight": 0.2}]
+
+
+@dataclass
+class GRPOStageConfig(GRPOConfig):
+    model: str = "runs/tiny/sft"
+    data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
+    data_name: str | None = None
+    train_split: str = "train"
+    test_split: str | None = "test"
+    max_train_samples: int | None = None
+    rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
+    rollout_backend: str = "hf"  # hf (transformers generate) or vllm (colocated, exact fp32 weight sync)
+    eval_samples: int = 200  # held-out prompts scored greedily before and after
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"
+    resume: bool = False
+    # defaults for the tiny ladder
+    output_dir: str = "runs/tiny/grpo"
+    max_steps: int = 60
+    learning_rate: float = 5e-5
+    per_device_train_batch_size: int = 32
+    num_generations: int = 8
+    max_completion_length: int = 64
+    temperature: float = 1.0
+    beta: float = 0.0
+    logging_steps: int = 5
+    save_strategy: str = "steps"
+    save_steps: int = 50
+    save_total_limit: int | None = 1
+    report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])
+
+    def __post_init__(self):
+        cpu_training_defaults(self)
+        if self.rollout_backend not in ("hf", "vllm"):
+            raise LadderError(f"rollout_backend must be 'hf' or 'vllm', got '{self.rollout_backend}'")
+        self.use_vllm = self.rollout_backend == "vllm"
+        super().__post_init__()
+
+
+class WatchRollouts(TrainerCallback):
+    """Warn once when most completions hit max_completion_length (cut answers get no reward and
+    no gradient), or when no group has any reward spread (zero advantage: nothing to learn)."""
+
+    def __init__(self):
+        self.warned = set()
+
+    def _warn(self, key, msg):
+        if key not in self.warned:
+            self.warned.add(key)
+            log.warning(msg)
+            print(f"warning: {msg}")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        clipped = logs.get("completions/clipped_ratio")
+        if clipped is not None and clipped > 0.5:
+            self._warn("clipped", f"{clipped:.0%} of completions were cut at max_completion_length="
+                                  f"{args.max_completion_length}: raise it, or reward shorter answers")
+        flat = logs.get("frac_reward_zero_std")
+        if flat is not None and flat >= 1.0:
+            self._warn("flat", "every group got the same reward for all its completions: zero advantage, "
+                               "no learning signal (check the rewards, or sample with a higher temperature)")
+
+
+def watch_constant(fn, num_generations: int, warn):
+    """Wrap a reward so that, if it never varies inside any group, we say so once, by name."""
+    import functools
+
+    seen = {"calls": 0, "spread": False}
+
+    @functools.wraps(fn)
+    def wrapper(completions, **kwargs):
+        values = fn(completions, **kwargs)
+        groups = [values[i:i + num_generations] for i in range(0, len(values), num_generations)]
+        if any(len({v for v in g if v is not None}) > 1 for g in groups):
+            seen["spread"] = True
+        seen["calls"] += 1
+        if seen["calls"] == 3 and not seen["spread"] and any(v is not None for v in values):
+            warn(f"reward '{fn.__name__}' was constant within every group for 3 batches: it gives GRPO "
+                 "no signal (zero advantage)")
+        return values
+
+    return wrapper
+
+
+def sample_batch(ds, n: int = 4) -> dict:
+    """What validate_rewards calls each reward with: a few rows plus plausible completions."""
+    rows = ds.select(range(min(n, len(ds))))
+    sample = {c: rows[c] for c in rows.column_names}
+    sample["completions"] = [[{"role": "assistant", "content": "<think>1 + 1 = 2</think><answer>2</answer>"}]
+                             for _ in range(len(rows))]
+    return sample
+
+
+def heldout(model, tokenizer, rows) -> dict:
+    from ladder.eval import evaluate_model
+
+    stats = evaluate_model(model, tokenizer, rows, chat=True)
+    return {"accuracy": stats["accuracy"], "format_rate": stats["format_rate"]}
+
+
+def train(cfg: GRPOStageConfig) -> dict:
+    setup_process()
+    from trl import GRPOTrainer
+
+    from ladder import checkpoint
+    from ladder.data.loaders import load_split
+    from ladder.rewards import load_rewards, validate_rewards
+    from ladder.sft import last_checkpoint, load_tokenizer, lora_config
+
+    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
+    fns, weights = load_rewards(cfg.rewards)
+    validate_rewards(fns, sample_batch(ds))
+    cfg.reward_weights = weights
+    tokenizer, resized = load_tokenizer(cfg.model)
+    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name,
+                                limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
+    if cfg.rollout_backend == "vllm":
+        from ladder.rollout import patch_trl_vllm
+
+        patch_trl_vllm()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    if resized:
+        model.resize_token_embeddings(len(tokenizer))
+    metrics = {}
+    if test_rows:
+        metrics.update({f"before/{k}": v for k, v in heldout(model, tokenizer, test_rows).items()})
+    watch = WatchRollouts()
+    fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
+    trainer = GRPOTrainer(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
+                          callbacks=[watch], peft_config=lora_config(cfg) if cfg.use_lora else None)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
+    history = [{"step": h["step"], "reward": h["reward"]} for h in trainer.state.log_history if "reward" in h]
+    metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
+                    "reward_first": history[0]["reward"] if history else None,
+                    "reward_last": history[-1]["reward"] if history else None})
+    model = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    if trainer.accelerator.is_main_process:
+        if test_rows:
+            after = heldout(model, tokenizer, test_rows)
+            metrics.update({f"after/{k}": v for k, v in after.items()})
+        checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
+                          metrics=metrics, history=history)
+        print(f"grpo: saved {cfg.output_dir} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()
+                                                          if isinstance(v, float)))
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def main(argv=None) -> int:
+    train(load_config(GRPOStageConfig, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

@@ -1,0 +1,148 @@
+"""`ladder run recipes/tiny/ladder.yaml`: climb the whole ladder, then print the report card.
+
+data -> tokenizer -> pretrain -> SFT -> reward model -> PPO -> GRPO -> eval, each stage reading its
+parent from the previous one's output under runs/<name>/. A stage whose checkpoint is finished and
+was made with the same settings is skipped, so a re-run resumes instead of starting over; a stage
+with trainer checkpoints but no manifest is resumed. Stages run in this process by calling the same
+`main(argv)` that `ladder <stage>` and `accelerate launch -m ladder.<stage>` run.
+
+Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own config keys
+(optionally `recipe: path.yaml` to start from a stage recipe). A missing section means defaults;
+`skip: true` leaves a stage out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from ladder.config import read_yaml
+from ladder.errors import LadderError
+from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
+
+# (section, module, output dir, {config key: where its input comes from})
+STAGES = [
+    ("data", "ladder.data.build", "data", {}),
+    ("tokenizer", "ladder.pretrain.tokenizer", "tokenizer", {"data": "data"}),
+    ("pretrain", "ladder.pretrain.train", "base", {"data": "data", "tokenizer": "tokenizer"}),
+    ("sft", "ladder.sft", "sft", {"model": "base", "data": "data"}),
+    ("rm", "ladder.rm", "rm", {"model": "sft", "data": "data"}),
+    ("ppo", "ladder.ppo", "ppo", {"model": "sft", "reward_model": "rm", "data": "data"}),
+    # GRPO starts from SFT too, so the report compares PPO and GRPO from the same start.
+    ("grpo", "ladder.grpo", "grpo", {"model": "sft", "data": "data"}),
+]
+META = {"name", "runs_dir", "eval"} | {s[0] for s in STAGES}
+
+
+def stage_args(section: dict, run: Path, out: str, inputs: dict) -> dict:
+    args = dict(section)
+    base = args.pop("recipe", None)
+    if base:
+        args = {**read_yaml(base), **args}
+    args.pop("skip", None)
+    args.update({key: str(run / src) for key, src in inputs.items()})
+    args["output_dir"] = str(run / out)
+    return args
+
+
+def to_argv(args: dict) -> list[str]:
+    argv = []
+    for key, value in args.items():
+        argv += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    return argv
+
+
+def plan(recipe: dict, run: Path) -> list[tuple[str, str, Path, dict]]:
+    unknown = set(recipe) - META
+    if unknown:
+        raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
+                          f"{', '.join(s[0] for s in STAGES)}, eval)")
+    steps = []
+    for name, module, out, inputs in STAGES:
+        section = recipe.get(name) or {}
+        if not isinstance(section, dict):
+            raise LadderError(f"pipeline recipe: section '{name}' must be a mapping of that stage's keys")
+        if section.get("skip"):
+            continue
+        steps.append((name, module, run / out, stage_args(section, run, out, inputs)))
+    return steps
+
+
+def _reset_accelerate() -> None:
+    """Stages share this process: let each one set up accelerate afresh."""
+    try:
+        from accelerate.state import AcceleratorState, PartialState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState._reset_state()
+    except Exception:  # pragma: no cover - older accelerate
+        pass
+
+
+def _key_metric(out: Path) -> str:
+    m = read_manifest(out).get("metrics", {})
+    for key in ("eval/accuracy", "accuracy", "pairwise_accuracy", "eval_loss", "reward"):
+        if isinstance(m.get(key), (int, float)):
+            return f"{key.removeprefix('eval/')} {m[key]:.3f}"
+    return ""
+
+
+def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
+    recipe = read_yaml(recipe_path)
+    recipe.update(overrides or {})
+    run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
+    steps = plan(recipe, run)
+    for name, module, _, _ in steps:  # fail on a missing stage before any work starts
+        importlib.import_module(module)
+    run.mkdir(parents=True, exist_ok=True)
+    state_file = run / "pipeline.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    total, rerun = time.time(), False
+    n = len(steps) + 1
+    for i, (name, module, out, args) in enumerate(steps, 1):
+        done = (out / MANIFEST).is_file() and state.get(name) == args
+        if done and not rerun:
+            print(f"[{i}/{n}] {name:<9} up to date, skipped ({_key_metric(out)})", flush=True)
+            continue
+        rerun = True  # everything after a re-run stage runs again (its parent changed)
+        argv = to_argv(args)
+        has_ckpts = out.is_dir() and (any(out.glob("checkpoint-*")) or (out / "checkpoints").is_dir())
+        if not (out / MANIFEST).is_file() and has_ckpts and name not in ("data", "tokenizer"):
+            argv += ["--resume", "true"]
+        print(f"[{i}/{n}] {name:<9} running -> {out}", flush=True)
+        t0 = time.time()
+        _reset_accelerate()
+        code = importlib.import_module(module).main(argv)
+        if code:
+            raise LadderError(f"stage {name} failed (exit {code})")
+        state[name] = args
+        atomic_write_json(state_file, state)
+        print(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}", flush=True)
+    eval_args = {"run": str(run), **(recipe.get("eval") or {})}
+    print(f"[{n}/{n}] eval      scoring every rung on held-out problems", flush=True)
+    _reset_accelerate()
+    importlib.import_module("ladder.eval").main(to_argv(eval_args))
+    print(f"ladder: {run} done in {(time.time() - total) / 60:.1f} min. Open the app: ladder app --run {run}")
+    return run
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from ladder.config import parse_overrides
+
+    if argv and not argv[0].startswith("--"):
+        argv = ["--config", *argv]
+    path, overrides = parse_overrides(argv)
+    if not path:
+        raise LadderError("usage: ladder run recipes/tiny/ladder.yaml [--name other]")
+    run_pipeline(path, overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

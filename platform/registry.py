@@ -1,0 +1,88 @@
+"""The run registry: `runs/<name>/<stage>/` holds each checkpoint and its ladder.json.
+
+`ladder runs` lists runs and stages with their key metrics. `resolve_checkpoint` is the gate the
+app uses: only finished checkpoints inside the runs folder can be loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ladder.config import load_config
+from ladder.errors import LadderError
+from ladder.manifest import MANIFEST, read_manifest
+
+# Stage directories in ladder order (pretrain writes `base`).
+STAGES = ["data", "tokenizer", "base", "sft", "rm", "ppo", "grpo"]
+MODEL_STAGES = ["base", "sft", "ppo", "grpo"]  # the ones that generate text
+
+
+def run_stages(run) -> dict[str, Path]:
+    """Finished stages of a run, in ladder order (other finished dirs after them)."""
+    run = Path(run)
+    found = {p.name: p for p in sorted(run.iterdir()) if (p / MANIFEST).is_file()} if run.is_dir() else {}
+    return {**{s: found[s] for s in STAGES if s in found}, **{k: v for k, v in found.items() if k not in STAGES}}
+
+
+def list_runs(root="runs") -> list[Path]:
+    root = Path(root)
+    runs = [p for p in root.iterdir() if p.is_dir() and run_stages(p)] if root.is_dir() else []
+    return sorted(runs, key=lambda p: max((q / MANIFEST).stat().st_mtime for q in run_stages(p).values()))
+
+
+def latest_run(root="runs") -> Path | None:
+    runs = list_runs(root)
+    return runs[-1] if runs else None
+
+
+def checkpoints(root="runs", stages=MODEL_STAGES) -> list[str]:
+    """'run/stage' names of every finished model checkpoint, latest run first."""
+    out = []
+    for run in reversed(list_runs(root)):
+        out += [f"{run.name}/{s}" for s, p in run_stages(run).items() if s in stages]
+    return out
+
+
+def resolve_checkpoint(name, root="runs") -> Path:
+    """A 'run/stage' name (or a path) -> the checkpoint dir, refusing anything outside the registry."""
+    root = Path(root).resolve()
+    candidate = Path(name)
+    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if root != path and root not in path.parents:
+        raise LadderError(f"'{name}' is outside the run registry ({root}): refused")
+    if not (path / MANIFEST).is_file():
+        raise LadderError(f"'{name}' is not a finished checkpoint (no {MANIFEST})")
+    return path
+
+
+KEY_METRICS = ["eval/accuracy", "eval/format_rate", "pairwise_accuracy", "eval_loss", "train_loss"]
+
+
+@dataclass
+class RunsConfig:
+    root: str = "runs"
+
+
+def main(argv=None) -> int:
+    cfg = load_config(RunsConfig, argv)
+    runs = list_runs(cfg.root)
+    if not runs:
+        print(f"no runs under {cfg.root}/ (start one: ladder run recipes/tiny/ladder.yaml)")
+        return 0
+    for run in runs:
+        print(run)
+        for stage, path in run_stages(run).items():
+            metrics = read_manifest(path).get("metrics", {})
+            shown = "  ".join(f"{k.removeprefix('eval/')}={metrics[k]:.3f}" for k in KEY_METRICS
+                              if isinstance(metrics.get(k), (int, float)))
+            print(f"  {stage:<10} {shown}")
+    if not runs:
+        raise LadderError("no runs")
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

@@ -48,3 +48,48 @@ def export(out_dir, model, tokenizer, *, stage: str, parent, config: dict, metri
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         return publish(tmp, out_dir, stage=stage, parent=parent, config=config, metrics=metrics, **extra)
+
+
+# ---------------------------------------------------------------- resumable training state
+# For ladder's own loops (pretrain, PPO); TRL stages use the Trainer's checkpoint-N dirs.
+
+def saved_states(output_dir) -> list[Path]:
+    """Complete training states, oldest first (one is complete once renamed into place)."""
+    root = Path(output_dir) / "checkpoints"
+    return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+
+
+def save_state(accelerator, output_dir, step: int, keep: int = 2) -> None:
+    """accelerator.save_state (model, optimizer, scheduler, RNG, on every engine) into a temp dir,
+    renamed to checkpoints/step-N only when complete; older states beyond `keep` are removed."""
+    from ladder.manifest import atomic_write_json
+
+    root = Path(output_dir) / "checkpoints"
+    final, tmp = root / f"step-{step:07d}", root / f".tmp-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / "progress.json", {"step": step})
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in saved_states(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_latest_state(accelerator, output_dir) -> int:
+    """Restore the newest complete state; returns its step (0 when there is none)."""
+    import json
+
+    states = saved_states(output_dir)
+    if not states:
+        accelerator.print(f"resume: no saved state under {output_dir}/checkpoints, starting fresh")
+        return 0
+    accelerator.load_state(str(states[-1]))
+    step = json.loads((states[-1] / "progress.json").read_text())["step"]
+    accelerator.print(f"resumed from {states[-1]} at step {step}")
+    return step

@@ -10,7 +10,6 @@ warmup + cosine -> loop (grad accumulation, clipping, eval, checkpoints) -> HF d
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
-from ladder.manifest import atomic_write_json
 from ladder.runtime import bf16_supported, check_engine, setup_process
 
 
@@ -93,32 +91,6 @@ def lr_lambda(cfg: PretrainConfig):
     return f
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints, oldest first (a checkpoint is complete once renamed into place)."""
-    root = Path(output_dir) / "checkpoints"
-    return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
-
-
-def save_checkpoint(accelerator, cfg: PretrainConfig, step: int) -> None:
-    root = Path(cfg.output_dir) / "checkpoints"
-    final = root / f"step-{step:07d}"
-    tmp = root / f".tmp-step-{step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))  # model, optimizer, scheduler, RNG: on every engine
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        atomic_write_json(tmp / "progress.json", {"step": step})
-        tmp.rename(final)  # atomic: a killed run never leaves a half checkpoint under a real name
-        for old in checkpoints(cfg.output_dir)[: -cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
 # ---------------------------------------------------------------- loop
 
 @dataclass
@@ -157,8 +129,6 @@ def train(cfg: PretrainConfig) -> Metrics:
     from ladder.pretrain.model import build_model, n_params
 
     # Check everything cheap before anything expensive.
-    if cfg.resume and not checkpoints(cfg.output_dir):
-        print(f"resume: no checkpoint under {cfg.output_dir}/checkpoints, starting fresh")
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
     except Exception as e:
@@ -198,14 +168,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    step = 0
-    if cfg.resume and checkpoints(cfg.output_dir):
-        last = checkpoints(cfg.output_dir)[-1]
-        accelerator.load_state(str(last))
-        import json
-
-        step = json.loads((last / "progress.json").read_text())["step"]
-        accelerator.print(f"resumed from {last} at step {step}")
+    step = checkpoint.load_latest_state(accelerator, cfg.output_dir) if cfg.resume else 0
 
     if accelerator.is_main_process:
         accelerator.print(f"pretrain: {n_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
@@ -265,7 +228,7 @@ def train(cfg: PretrainConfig) -> Metrics:
                 accelerator.log({"eval/loss": metrics.eval_loss}, step=step)
                 bar.write(f"step {step}: eval loss {metrics.eval_loss:.4f}")
             if step % cfg.save_every == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, cfg, step)
+                checkpoint.save_state(accelerator, cfg.output_dir, step, cfg.keep_checkpoints)
             if step >= cfg.max_steps:
                 break
         epoch += 1

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ladder import checkpoint
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
 from ladder.pretrain import train
@@ -62,7 +63,7 @@ def test_resume_after_kill_reaches_the_same_final_model(tiny_run, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = train.checkpoints(killed)
+    saved = checkpoint.saved_states(killed)
     assert saved and not (killed / "ladder.json").exists(), "the kill must land mid-run"
     assert all((c / "progress.json").is_file() for c in saved)  # every visible checkpoint is complete
 

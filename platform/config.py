@@ -56,6 +56,21 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+class RawValue(str):
+    """A command-line value not yet typed: text for text fields, YAML for the rest."""
+
+
+def _text_field(hint) -> tuple[bool, bool]:
+    """(is the field text-like — str or an enum of strings —, may it be None)."""
+    import enum
+
+    args = typing.get_args(hint) or (hint,)
+    optional = type(None) in args
+    rest = [a for a in args if a is not type(None)]
+    text = bool(rest) and all(a is str or (isinstance(a, type) and issubclass(a, enum.Enum)) for a in rest)
+    return text, optional
+
+
 def parse_overrides(argv: list[str]) -> tuple[str | None, dict]:
     """Split `--config X --key value --flag` into (config path, overrides)."""
     config, overrides, i = None, {}, 0
@@ -74,7 +89,7 @@ def parse_overrides(argv: list[str]) -> tuple[str | None, dict]:
         if key == "config":
             config = value
         else:
-            overrides[key] = _parse_value(value)
+            overrides[key] = RawValue(value)  # typed later, by the field it fills
         i += 1
     return config, overrides
 
@@ -88,6 +103,12 @@ def _coerce(cls, data: dict) -> dict:
     out = {}
     for key, value in data.items():
         hint = hints.get(key)
+        if isinstance(value, RawValue):
+            text, optional = _text_field(hint)
+            if text:  # `--save_strategy no` stays the string "no", not YAML's False
+                value = None if optional and value in ("null", "None", "~") else str(value)
+            else:
+                value = _parse_value(value)
         if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
             try:
                 value = float(value)

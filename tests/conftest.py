@@ -47,3 +47,27 @@ def tiny_data(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base(tiny_run) -> Path:
     return tiny_run / "base"
+
+
+@pytest.fixture(scope="session")
+def tiny_sft(tiny_run) -> Path:
+    """The tiny base after SFT on the built-in chat data (answers in the <think>/<answer> format)."""
+    from ladder import sft
+
+    out = tiny_run / "sft"
+    assert sft.main(["--model", str(tiny_run / "base"), "--data", str(tiny_run / "data"), "--output_dir", str(out),
+                     "--num_train_epochs", "3", "--learning_rate", "2e-3", "--eval_samples", "32",
+                     "--report_to", "none", "--save_strategy", "no"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_rm(tiny_run, tiny_sft) -> Path:
+    """A reward model trained from tiny_sft on the built-in preference pairs."""
+    from ladder import rm
+
+    out = tiny_run / "rm"
+    assert rm.main(["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(out),
+                    "--num_train_epochs", "2", "--learning_rate", "2e-3", "--report_to", "none",
+                    "--save_strategy", "no"]) == 0
+    return out

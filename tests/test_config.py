@@ -49,3 +49,16 @@ def test_missing_and_malformed_recipe(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(LadderError, match="must be a mapping"):
         load_config(Demo, ["--config", str(bad)])
+
+
+@dataclass
+class Texty:
+    strategy: str = "steps"
+    split: str | None = "test"
+    modules: list[str] | str = "all-linear"
+
+
+def test_command_line_text_stays_text():
+    """YAML would read `no` as False and `null` as None: a text field keeps the text."""
+    cfg = load_config(Texty, ["--strategy", "no", "--split", "null", "--modules", "[q, v]"])
+    assert cfg == Texty(strategy="no", split=None, modules=["q", "v"])

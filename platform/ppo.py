@@ -331,7 +331,7 @@ def train(cfg: PPOStageConfig) -> dict:
     metrics.update({"steps": step, "seconds": round(time.time() - start, 1),
                     "reward_first": history[0]["reward"] if history else None,
                     "reward_last": history[-1]["reward"] if history else None,
-                    "reward_model": cfg.reward_model})
+                    "reward_model": cfg.reward_model, "world_size": accelerator.num_processes})
     final = accelerator.unwrap_model(policy)
     if cfg.use_lora:
         final = final.merge_and_unload()

@@ -1,0 +1,58 @@
+import logging
+
+import pytest
+
+from ladder import grpo
+from ladder.errors import LadderError
+from ladder.manifest import read_manifest
+
+SHORT = ["--max_steps", "12", "--per_device_train_batch_size", "32", "--num_generations", "8",
+         "--max_completion_length", "32", "--learning_rate", "2e-3", "--report_to", "none", "--save_strategy", "no",
+         "--logging_steps", "1", "--eval_samples", "0", "--max_train_samples", "200", "--seed", "0"]
+
+
+def test_grpo_raises_mean_reward(tiny_run, tiny_sft, tmp_path):
+    """Reward: shorter completions (length_penalty) plus the answer format; both have spread."""
+    out = tmp_path / "grpo"
+    assert grpo.main(["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(out),
+                      "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]', *SHORT]) == 0
+    m = read_manifest(out)
+    rewards = [h["reward"] for h in m["history"]]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    print(f"mean reward: first 3 steps {first:.4f}, last 3 steps {last:.4f}")
+    assert last > first
+    assert m["stage"] == "grpo" and m["parent"] == str(tiny_sft)
+
+
+def test_rewards_are_validated_before_training(tiny_run, tiny_sft, tmp_path):
+    bad = tmp_path / "bad_rewards.py"
+    bad.write_text("def wrong_length(completions, **kw):\n    return [1.0]\n")
+    with pytest.raises(LadderError) as e:
+        grpo.main(["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(tmp_path / "o"),
+                   "--rewards", f'["{bad}:wrong_length"]', *SHORT])
+    assert "wrong_length" in str(e.value) and "returned 1 values for 4 completions" in str(e.value)
+    assert not (tmp_path / "o" / "ladder.json").exists()
+
+
+def test_watchdogs_warn_on_clipped_and_flat_groups(caplog, capsys):
+    watch = grpo.WatchRollouts()
+
+    class Args:
+        max_completion_length = 64
+
+    watch.on_log(Args, None, None, logs={"completions/clipped_ratio": 0.8, "frac_reward_zero_std": 1.0})
+    out = capsys.readouterr().out
+    assert "80% of completions were cut at max_completion_length=64" in out
+    assert "zero advantage" in out
+
+    warnings = []
+    const = grpo.watch_constant(lambda completions, **kw: [1.0] * len(completions), 4, warnings.append)
+    const.__name__ = "always_one"
+    for _ in range(3):
+        const(["a"] * 8)
+    assert len(warnings) == 1 and "constant within every group" in warnings[0]
+    varied = grpo.watch_constant(lambda completions, **kw: [float(i % 2) for i in range(len(completions))], 4,
+                                 warnings.append)
+    for _ in range(3):
+        varied(["a"] * 8)
+    assert len(warnings) == 1

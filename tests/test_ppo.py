@@ -29,7 +29,7 @@ def test_ppo_raises_a_verifiable_reward_with_bounded_kl(tiny_run, tiny_sft, tmp_
     last = sum(x["reward"] for x in h[-3:]) / 3
     print(f"reward {first:.4f} -> {last:.4f}, max KL {max(x['kl'] for x in h):.3f}")
     assert last > first
-    assert max(abs(x["kl"]) for x in h) < 5.0
+    assert max(abs(x["kl"]) for x in h) < 10.0  # nats per sequence, against ~64 tokens
 
 
 def test_ppo_with_the_reward_model_runs_and_records_it(tiny_run, tiny_sft, tiny_rm, tmp_path):

@@ -1,0 +1,259 @@
+"""`ladder app`: compare checkpoints of the run registry side by side (Gradio).
+
+    ladder app                      # latest run under runs/, on http://127.0.0.1:7860
+    ladder app --run runs/tiny --port 7861 --host 0.0.0.0
+
+Tab "Compare": one prompt (typed, or a held-out problem), every chosen checkpoint's answer side by
+side, streamed, with its reward under it. Tab "Report": the report card. Tab "Chat": multi-turn
+chat with one checkpoint. Base models get a few-shot prompt, chat models their chat template; each
+answer says which. Only finished checkpoints inside the runs folder can be loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ladder.config import load_config
+from ladder.errors import LadderError
+
+SLOTS = 4  # answers shown side by side
+
+
+@dataclass
+class AppConfig:
+    runs_dir: str = "runs"
+    run: str | None = None  # default: the latest run
+    host: str = "127.0.0.1"  # only this machine, unless told otherwise
+    port: int = 7860
+    share: bool = False
+    max_models: int = 4  # loaded models kept in memory (least recently used go first)
+
+
+class Models:
+    """Lazily loaded checkpoints, at most `capacity` in memory, only from the registry."""
+
+    def __init__(self, runs_dir: str, capacity: int = 4):
+        self.runs_dir, self.capacity = runs_dir, capacity
+        self.cache: OrderedDict[str, tuple] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, name: str):
+        """(model, tokenizer, chat?) for a 'run/stage' name; LadderError with a clear message otherwise."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ladder.generation import is_chat_model
+        from ladder.registry import resolve_checkpoint
+
+        path = resolve_checkpoint(name, self.runs_dir)
+        with self.lock:
+            if str(path) in self.cache:
+                self.cache.move_to_end(str(path))
+                return self.cache[str(path)]
+            try:
+                entry = (AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path),
+                         is_chat_model(path))
+            except Exception as e:
+                raise LadderError(f"'{name}' could not be loaded ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:120]})") from None
+            self.cache[str(path)] = entry
+            while len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+            return entry
+
+
+QUESTION = re.compile(r"What is (\d+) ([+\-*]) (\d+)\?")
+
+
+def gold_for(prompt: str, problems: dict) -> dict:
+    """Gold columns for a prompt: a held-out problem's own, or computed for 'What is a op b?'."""
+    if prompt in problems:
+        return problems[prompt]
+    m = QUESTION.search(prompt)
+    if m:
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        return {"answer": str({"+": a + b, "-": a - b, "*": a * b}[op])}
+    return {}
+
+
+def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
+    """The reward line under an answer: correct or not, format, reward-model score."""
+    from ladder.eval import score_texts
+
+    row = {"answer": gold.get("answer"), "numbers": gold.get("numbers"), "target": gold.get("target")}
+    s = score_texts([text], [row])
+    parts = []
+    if s["accuracy"] is not None:
+        parts.append("✅ correct" if s["accuracy"] == 1.0 else "❌ wrong")
+    parts.append(f"format {'✓' if s['format_rate'] == 1.0 else '✗'}")
+    if reward_model:
+        from ladder.rm import score
+
+        parts.append(f"RM score {score(reward_model, [prompt], [text])[0]:+.2f}")
+    return " · ".join(parts)
+
+
+def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: float, max_tokens: int):
+    """Yields the growing answer of one checkpoint (TextIteratorStreamer on a worker thread)."""
+    from transformers import TextIteratorStreamer
+
+    from ladder.generation import build_prompt
+
+    model, tokenizer, chat = models.get(name)
+    text = build_prompt(tokenizer, prompt, chat)
+    enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    worker = threading.Thread(target=model.generate, kwargs=dict(
+        **enc, streamer=streamer, max_new_tokens=int(max_tokens), pad_token_id=tokenizer.pad_token_id, **sampling))
+    worker.start()
+    out = ""
+    for piece in streamer:
+        out += piece
+        shown = out if chat else out.split("\n\n")[0]
+        yield shown, chat
+        if not chat and "\n\n" in out:
+            break
+    worker.join()
+
+
+class Compare:
+    """The app's logic, free of Gradio so tests can call it."""
+
+    def __init__(self, cfg: AppConfig):
+        from ladder.registry import latest_run
+
+        self.cfg = cfg
+        self.models = Models(cfg.runs_dir, cfg.max_models)
+        run = Path(cfg.run) if cfg.run else latest_run(cfg.runs_dir)
+        self.run = run
+        self.reward_model = str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None
+        self.problems = {}
+        if run and (run / "data" / "rl_test.jsonl").is_file():
+            from ladder.eval import load_rows
+
+            for r in load_rows(str(run / "data"), limit=50):
+                self.problems[r["prompt"][-1]["content"]] = {k: r.get(k) for k in ("answer", "numbers", "target")}
+
+    def choices(self) -> list[str]:
+        from ladder.registry import checkpoints
+
+        return checkpoints(self.cfg.runs_dir)
+
+    def default_choice(self) -> list[str]:
+        if not self.run:
+            return []
+        return [c for c in self.choices() if c.startswith(f"{self.run.name}/")][:SLOTS]
+
+    def stream(self, names, prompt, temperature=0.0, top_p=1.0, max_tokens=64):
+        """Yields (answers, verdicts): one entry per chosen checkpoint, updated as tokens arrive."""
+        names = list(names or [])[:SLOTS]
+        if not prompt or not str(prompt).strip():
+            yield ["type a prompt or pick a held-out problem"] + [""] * (len(names) - 1), [""] * len(names)
+            return
+        answers, verdicts = [""] * len(names), [""] * len(names)
+        gold = gold_for(prompt, self.problems)
+        for i, name in enumerate(names):
+            try:
+                chat = True
+                for text, chat in stream_answer(self.models, name, prompt, temperature, top_p, max_tokens):
+                    answers[i] = text
+                    yield list(answers), list(verdicts)
+                mode = "chat template" if chat else "few-shot prompt (base model)"
+                verdicts[i] = f"{judge(answers[i], gold, prompt, self.reward_model)} · {mode}"
+            except LadderError as e:
+                answers[i], verdicts[i] = f"⚠️ {e}", ""
+            yield list(answers), list(verdicts)
+
+    def compare(self, names, prompt, **kw) -> list[dict]:
+        answers, verdicts = [], []
+        for answers, verdicts in self.stream(names, prompt, **kw):
+            pass
+        return [{"checkpoint": n, "answer": a, "verdict": v} for n, a, v in zip(names, answers, verdicts)]
+
+    def report(self) -> tuple[str, list[str]]:
+        if not self.run or not (self.run / "report.md").is_file():
+            return "No report yet: run `ladder eval --run <run>`.", []
+        text = (self.run / "report.md").read_text()
+        return re.sub(r"!\[[^\]]*\]\([^)]*\)\n?", "", text), [str(p) for p in sorted(self.run.glob("*.png"))]
+
+    def chat(self, name, message, history, temperature=0.7, max_tokens=128):
+        """Multi-turn chat with one checkpoint; history is a list of {role, content} messages."""
+        history = list(history or [])
+        messages = history + [{"role": "user", "content": message}]
+        reply = ""
+        for reply, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
+            yield history + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+
+
+def build_app(cfg: AppConfig):
+    import gradio as gr
+
+    app = Compare(cfg)
+    with gr.Blocks(title="ladder: compare checkpoints") as demo:
+        gr.Markdown(f"# ladder · {app.run.name if app.run else 'no run yet'}\nEvery rung's answer to the same "
+                    "prompt, side by side. Base models are prompted few-shot; chat models through their chat template.")
+        with gr.Tab("Compare"):
+            picked = gr.Dropdown(app.choices(), value=app.default_choice(), multiselect=True,
+                                 label="checkpoints (from the run registry)", elem_id="checkpoints")
+            with gr.Row():
+                prompt = gr.Textbox(label="prompt", value="What is 47 + 38?", elem_id="prompt", scale=3)
+                problem = gr.Dropdown(list(app.problems), label="or a held-out problem", scale=2)
+            with gr.Row():
+                temperature = gr.Slider(0, 1.5, value=0.0, step=0.1, label="temperature (0 = greedy)")
+                top_p = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="top-p")
+                max_tokens = gr.Slider(8, 256, value=64, step=8, label="max tokens")
+            go = gr.Button("Compare", variant="primary", elem_id="compare")
+            boxes, verdicts = [], []
+            with gr.Row():
+                for i in range(SLOTS):
+                    with gr.Column():
+                        boxes.append(gr.Textbox(label=f"slot {i + 1}", lines=6, elem_id=f"answer-{i}"))
+                        verdicts.append(gr.Markdown(elem_id=f"verdict-{i}"))
+            problem.change(lambda p: p, problem, prompt)
+
+            def labels(names):
+                names = list(names or [])[:SLOTS]
+                return [gr.update(label=names[i] if i < len(names) else f"slot {i + 1}", value="")
+                        for i in range(SLOTS)]
+
+            picked.change(labels, picked, boxes)
+
+            def run(names, text, t, p, n):
+                k = len(list(names or [])[:SLOTS])
+                for answers, verdict in app.stream(names, text, t, p, n):
+                    pad = [""] * (SLOTS - k)
+                    yield [*answers[:k], *pad, *verdict[:k], *pad]
+
+            go.click(run, [picked, prompt, temperature, top_p, max_tokens], boxes + verdicts)
+        with gr.Tab("Report"):
+            text, images = app.report()
+            gr.Markdown(text)
+            if images:
+                gr.Gallery(images, columns=2, height=320)
+        with gr.Tab("Chat"):
+            who = gr.Dropdown(app.choices(), value=(app.default_choice() or [None])[-1], label="checkpoint")
+            bot = gr.Chatbot(label="chat")
+            msg = gr.Textbox(label="message")
+
+            def respond(name, message, history):
+                yield from app.chat(name, message, history)
+
+            msg.submit(respond, [who, msg, bot], bot).then(lambda: "", None, msg)
+    return demo
+
+
+def main(argv=None) -> int:
+    cfg = load_config(AppConfig, argv)
+    demo = build_app(cfg)
+    demo.queue().launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share)
+    return 0
+
+
+if __name__ == "__main__":
+    from ladder.cli import stage_entry
+
+    stage_entry(main)

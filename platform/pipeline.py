@@ -84,7 +84,7 @@ def _reset_accelerate() -> None:
 
 def _key_metric(out: Path) -> str:
     m = read_manifest(out).get("metrics", {})
-    for key in ("eval/accuracy", "accuracy", "pairwise_accuracy", "eval_loss", "reward"):
+    for key in ("eval/accuracy", "accuracy", "after/accuracy", "pairwise_accuracy", "eval_loss"):
         if isinstance(m.get(key), (int, float)):
             return f"{key.removeprefix('eval/')} {m[key]:.3f}"
     return ""

@@ -87,7 +87,7 @@ def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
     s = score_texts([text], [row])
     parts = []
     if s["accuracy"] is not None:
-        parts.append("✅ correct" if s["accuracy"] == 1.0 else "❌ wrong")
+        parts.append("correct ✓" if s["accuracy"] == 1.0 else "wrong ✗")
     parts.append(f"format {'✓' if s['format_rate'] == 1.0 else '✗'}")
     if reward_model:
         from ladder.rm import score
@@ -207,11 +207,12 @@ def build_app(cfg: AppConfig):
                 top_p = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="top-p")
                 max_tokens = gr.Slider(8, 256, value=64, step=8, label="max tokens")
             go = gr.Button("Compare", variant="primary", elem_id="compare")
-            boxes, verdicts = [], []
+            boxes, verdicts, first = [], [], app.default_choice()
             with gr.Row():
                 for i in range(SLOTS):
-                    with gr.Column():
-                        boxes.append(gr.Textbox(label=f"slot {i + 1}", lines=6, elem_id=f"answer-{i}"))
+                    with gr.Column(min_width=160):
+                        label = first[i] if i < len(first) else f"slot {i + 1}"
+                        boxes.append(gr.Textbox(label=label, lines=6, elem_id=f"answer-{i}"))
                         verdicts.append(gr.Markdown(elem_id=f"verdict-{i}"))
             problem.change(lambda p: p, problem, prompt)
 

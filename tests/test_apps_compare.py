@@ -23,7 +23,7 @@ def test_side_by_side_answers_with_rewards(registry):
     assert all(o["answer"].strip() for o in out)
     assert "few-shot prompt (base model)" in out[0]["verdict"]
     assert "chat template" in out[1]["verdict"] and "RM score" in out[1]["verdict"]
-    assert ("correct" in out[1]["verdict"]) or ("wrong" in out[1]["verdict"])
+    assert ("correct ✓" in out[1]["verdict"]) or ("wrong ✗" in out[1]["verdict"])
 
 
 def test_streaming_yields_growing_answers(registry):

@@ -40,6 +40,11 @@ def publish(tmp, out_dir, *, stage: str, parent, config: dict, metrics: dict, **
     return write_manifest(out, stage=stage, parent=parent, config=config, metrics=metrics, **extra)
 
 
+def summary(metrics: dict) -> str:
+    """The numbers of a manifest's metrics on one line, for a stage's last words."""
+    return " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
 def export(out_dir, model, tokenizer, *, stage: str, parent, config: dict, metrics: dict,
            state_dict=None, **extra) -> dict:
     """Save a transformers model + tokenizer as a plain HF directory with its manifest."""

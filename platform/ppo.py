@@ -17,15 +17,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import TrainingArguments
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
+from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.runtime import cpu_training_defaults, setup_process
 
 
 @dataclass
-class PPOStageConfig(TrainingArguments):
+class PPOStageConfig(LoraOptions, TrainingArguments):
     model: str = "runs/tiny/sft"
     reward_model: str | None = "runs/tiny/rm"  # scored through ladder.rm.score (re-tokenised text)
     reward_model_weight: float = 1.0
@@ -56,12 +58,6 @@ class PPOStageConfig(TrainingArguments):
     missing_eos_penalty: float = 1.0
     whiten_rewards: bool = False
     critic_learning_rate: float | None = None  # default: learning_rate
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    load_in_4bit: bool = False
     resume: bool = False
     keep_checkpoints: int = 2
     # defaults for the tiny ladder
@@ -77,8 +73,7 @@ class PPOStageConfig(TrainingArguments):
         cpu_training_defaults(self)
         if self.kl_estimator not in ("k1", "k3"):
             raise LadderError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
-        if self.load_in_4bit and not self.use_lora:
-            raise LadderError("load_in_4bit (QLoRA) trains LoRA adapters: set use_lora: true as well")
+        self.check_lora()
         if self.per_device_train_batch_size % self.num_mini_batches:
             raise LadderError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be divisible "
                               f"by num_mini_batches ({self.num_mini_batches})")
@@ -101,12 +96,8 @@ def load_actors(cfg: PPOStageConfig):
     reference = None
     if cfg.use_lora:
         if cfg.load_in_4bit:
-            from ladder.sft import check_qlora
-
             check_qlora()
         from peft import get_peft_model
-
-        from ladder.sft import lora_config
 
         policy = get_peft_model(policy, lora_config(cfg))
     else:
@@ -118,7 +109,7 @@ def load_actors(cfg: PPOStageConfig):
                           "tokenizer (the critic reads policy tokens); use critic_init: policy")
     critic = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
     critic.config.pad_token_id = tokenizer.pad_token_id
-    return policy, reference, critic, tokenizer
+    return policy, reference, Critic(critic), tokenizer
 
 
 def check_inputs(cfg: PPOStageConfig) -> None:
@@ -137,17 +128,24 @@ def check_inputs(cfg: PPOStageConfig) -> None:
         raise LadderError(f"model '{cfg.model}': not found")
 
 
-def token_values(critic, input_ids, attention_mask):
-    """One value per position: the critic's backbone hidden states through its scalar head."""
-    backbone = getattr(critic, critic.base_model_prefix)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return critic.score(hidden).squeeze(-1)
+class Critic(torch.nn.Module):
+    """One value per position: a sequence-classification model's backbone through its scalar head.
+
+    A module of its own (not a function reaching into the model) so that DDP/DeepSpeed wrap its
+    forward and synchronise its gradients."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        backbone = getattr(self.model, self.model.base_model_prefix)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.model.score(hidden).squeeze(-1)
 
 
 def response_logprobs(model, input_ids, attention_mask, n_prompt: int, temperature: float):
     """Log-probs of the response tokens (positions n_prompt..), and the logits that gave them."""
-    import torch
-
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, n_prompt - 1:-1]
     logits = logits / temperature
     targets = input_ids[:, n_prompt:]
@@ -204,7 +202,6 @@ def heldout(policy, tokenizer, rows, cfg) -> dict:
 def train(cfg: PPOStageConfig) -> dict:
     setup_process()
     check_inputs(cfg)
-    import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -278,7 +275,7 @@ def train(cfg: PPOStageConfig) -> dict:
             else:
                 with accelerator.unwrap_model(policy).disable_adapter():
                     ref_logprobs, _ = response_logprobs(policy, seq, attention, n_prompt, cfg.temperature)
-            old_values = token_values(accelerator.unwrap_model(critic), seq, attention)[:, n_prompt - 1:-1]
+            old_values = critic(seq, attention)[:, n_prompt - 1:-1]
             kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
             rewards = M.token_rewards(scores, kl, mask, kl_coef)
             if cfg.whiten_rewards:
@@ -293,7 +290,7 @@ def train(cfg: PPOStageConfig) -> dict:
             for idx in torch.randperm(B).split(mb):
                 with accelerator.accumulate(policy, critic):
                     logprobs, logits = response_logprobs(policy, seq[idx], attention[idx], n_prompt, cfg.temperature)
-                    values = token_values(critic, seq[idx], attention[idx])[:, n_prompt - 1:-1]
+                    values = critic(seq[idx], attention[idx])[:, n_prompt - 1:-1]
                     pg, pg_clip, approx_kl = M.policy_loss(logprobs, old_logprobs[idx], advantages[idx],
                                                            mask[idx], cfg.cliprange)
                     vf, vf_clip = M.value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.cliprange_value)
@@ -340,8 +337,7 @@ def train(cfg: PPOStageConfig) -> dict:
             metrics.update({f"after/{k}": v for k, v in heldout(final, tokenizer, test_rows, cfg).items()})
         checkpoint.export(cfg.output_dir, final, tokenizer, stage="ppo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history)
-        print(f"ppo: saved {cfg.output_dir} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()
-                                                         if isinstance(v, float)))
+        print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

@@ -16,22 +16,18 @@ from trl import RewardConfig
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
+from ladder.lora import LoraOptions, lora_config
 from ladder.runtime import cpu_training_defaults, setup_process
 
 
 @dataclass
-class RMStageConfig(RewardConfig):
+class RMStageConfig(LoraOptions, RewardConfig):
     model: str = "runs/tiny/sft"
     data: str = "runs/tiny/data"  # built-in data dir, a pairs file, or a hub id
     data_name: str | None = None
     train_split: str = "train"
     test_split: str | None = "test"  # held-out pairs for pairwise accuracy
     max_train_samples: int | None = None
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
     resume: bool = False
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/rm"
@@ -50,6 +46,7 @@ class RMStageConfig(RewardConfig):
 
     def __post_init__(self):
         cpu_training_defaults(self)
+        self.check_lora()
         super().__post_init__()
 
 
@@ -133,7 +130,7 @@ def train(cfg: RMStageConfig) -> dict:
     from trl import RewardTrainer
 
     from ladder import checkpoint
-    from ladder.sft import last_checkpoint, load_tokenizer, lora_config
+    from ladder.sft import last_checkpoint, load_tokenizer
 
     tokenizer, resized = load_tokenizer(cfg.model)
     train_ds = load_pairs(cfg, cfg.train_split, cfg.max_train_samples)
@@ -146,7 +143,7 @@ def train(cfg: RMStageConfig) -> dict:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
-                            peft_config=lora_config(cfg, "SEQ_CLS") if cfg.use_lora else None)
+                            peft_config=lora_config(cfg, "SEQ_CLS"))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step}
     model = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
@@ -159,8 +156,7 @@ def train(cfg: RMStageConfig) -> dict:
             from ladder.manifest import update_metrics
 
             update_metrics(cfg.output_dir, metrics)
-        print(f"rm: saved {cfg.output_dir} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()
-                                                        if isinstance(v, float)))
+        print(f"rm: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
     return metrics
 

@@ -17,11 +17,12 @@ from trl import SFTConfig
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
-from ladder.runtime import cpu_training_defaults, has_cuda, setup_process
+from ladder.lora import LoraOptions, check_qlora, lora_config
+from ladder.runtime import cpu_training_defaults, setup_process
 
 
 @dataclass
-class SFTStageConfig(SFTConfig):
+class SFTStageConfig(LoraOptions, SFTConfig):
     # ladder's own options; every SFTConfig option passes through from the recipe as well
     model: str = "runs/tiny/base"
     data: str = "runs/tiny/data"  # built-in data dir, a chat file (.jsonl/.parquet...), or a hub id
@@ -30,12 +31,6 @@ class SFTStageConfig(SFTConfig):
     test_split: str | None = "test"  # held-out chat data for eval loss and the generation check
     max_train_samples: int | None = None
     eval_samples: int = 64  # held-out prompts answered greedily after training (format rate, accuracy)
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    load_in_4bit: bool = False  # QLoRA: needs CUDA + bitsandbytes
     merge_lora: bool = True  # save a plain model, so later stages and vLLM load it directly
     resume: bool = False
     # defaults for the tiny ladder (a recipe can change any of them)
@@ -56,26 +51,8 @@ class SFTStageConfig(SFTConfig):
 
     def __post_init__(self):
         cpu_training_defaults(self)
-        if self.load_in_4bit and not self.use_lora:
-            raise LadderError("load_in_4bit (QLoRA) trains LoRA adapters: set use_lora: true as well")
+        self.check_lora()
         super().__post_init__()
-
-
-def check_qlora() -> None:
-    if not has_cuda():
-        raise LadderError("load_in_4bit (QLoRA) needs a CUDA GPU with bitsandbytes; on CPU use plain LoRA "
-                          "(use_lora: true, load_in_4bit: false)")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise LadderError("load_in_4bit (QLoRA) needs bitsandbytes: pip install -e '.[gpu]'") from None
-
-
-def lora_config(cfg: SFTStageConfig, task_type: str = "CAUSAL_LM"):
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type=task_type)
 
 
 def load_tokenizer(path: str):
@@ -168,7 +145,7 @@ def train(cfg: SFTStageConfig) -> dict:
                 raise
     model = load_model(cfg, tokenizer, resized)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=test_ds,
-                         processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.use_lora else None)
+                         processing_class=tokenizer, peft_config=lora_config(cfg))
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
@@ -182,11 +159,9 @@ def train(cfg: SFTStageConfig) -> dict:
     if trainer.accelerator.is_main_process:
         if test_rows and cfg.eval_samples:
             metrics.update(answer_stats(model, tokenizer, test_rows, cfg.eval_samples))
-        export_model = model if not (cfg.use_lora and not cfg.merge_lora) else trainer.model
-        checkpoint.export(cfg.output_dir, export_model, tokenizer, stage="sft", parent=cfg.model,
+        checkpoint.export(cfg.output_dir, model, tokenizer, stage="sft", parent=cfg.model,
                           config=to_dict(cfg), metrics=metrics)
-        print(f"sft: saved {cfg.output_dir} " + " ".join(
-            f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+        print(f"sft: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
     return metrics
 

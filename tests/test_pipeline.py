@@ -44,11 +44,11 @@ def test_micro_ladder_end_to_end_then_skips_then_reruns_changed(micro, capsys):
     assert "| sft |" in (run / "report.md").read_text() and (run / "accuracy.png").is_file()
     assert "ladder app" in first
 
-    stamps = {s: (run / s / "ladder.json").stat().st_mtime for s in ("base", "sft", "grpo")}
+    stamps = {s: (run / s / "model.safetensors").stat().st_mtime for s in ("base", "sft", "grpo")}
     assert pipeline.main([str(recipe)]) == 0
     second = capsys.readouterr().out
     assert second.count("up to date, skipped") == 7
-    assert all((run / s / "ladder.json").stat().st_mtime == t for s, t in stamps.items())
+    assert all((run / s / "model.safetensors").stat().st_mtime == t for s, t in stamps.items())  # not retrained
 
     cfg = yaml.safe_load(recipe.read_text())
     cfg["grpo"]["max_steps"] = 3

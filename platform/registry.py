@@ -1,7 +1,7 @@
 """The run registry: `runs/<name>/<stage>/` holds each checkpoint and its ladder.json.
 
-`ladder runs` lists runs and stages with their key metrics. `resolve_checkpoint` is the gate the
-app uses: only finished checkpoints inside the runs folder can be loaded.
+`ladder runs` prints a table of runs and stages with their key metrics. `resolve_checkpoint` is
+the gate the app uses: only finished checkpoints inside the runs folder can be loaded.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def resolve_checkpoint(name, root="runs") -> Path:
     return path
 
 
-KEY_METRICS = ["eval/accuracy", "eval/format_rate", "pairwise_accuracy", "eval_loss", "train_loss"]
+# (column, manifest metric, format): the numbers that say how well each rung did.
+KEY_METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
+               ("RM score", "eval/rm_score", "{:+.2f}"), ("pairwise", "pairwise_accuracy", "{:.1%}"),
+               ("eval loss", "eval_loss", "{:.3f}")]
 
 
 @dataclass
@@ -64,21 +67,27 @@ class RunsConfig:
     root: str = "runs"
 
 
+def table(root="runs") -> list[list[str]]:
+    """One row per finished stage of every run (oldest run first): run, stage, key metrics, date."""
+    rows = [["run", "stage", *(c for c, _, _ in KEY_METRICS), "finished"]]
+    for run in list_runs(root):
+        for stage, path in run_stages(run).items():
+            m = read_manifest(path)
+            cells = [fmt.format(v) if isinstance(v := m.get("metrics", {}).get(key), (int, float)) else ""
+                     for _, key, fmt in KEY_METRICS]
+            rows.append([run.name, stage, *cells, str(m.get("created", "")).replace("T", " ")])
+    return rows
+
+
 def main(argv=None) -> int:
     cfg = load_config(RunsConfig, argv)
-    runs = list_runs(cfg.root)
-    if not runs:
+    rows = table(cfg.root)
+    if len(rows) == 1:
         print(f"no runs under {cfg.root}/ (start one: ladder run recipes/tiny/ladder.yaml)")
         return 0
-    for run in runs:
-        print(run)
-        for stage, path in run_stages(run).items():
-            metrics = read_manifest(path).get("metrics", {})
-            shown = "  ".join(f"{k.removeprefix('eval/')}={metrics[k]:.3f}" for k in KEY_METRICS
-                              if isinstance(metrics.get(k), (int, float)))
-            print(f"  {stage:<10} {shown}")
-    if not runs:
-        raise LadderError("no runs")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     return 0
 
 

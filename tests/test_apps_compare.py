@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from ladder.apps.compare import AppConfig, Compare, gold_for
+from ladder.apps.compare import AppConfig, Compare, gold_for, judge
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,39 @@ def test_gold_answers_for_typed_and_held_out_prompts():
 
 def test_app_binds_to_localhost_by_default():
     assert AppConfig().host == "127.0.0.1"
+
+
+def test_rewards_are_right_in_handler_threads():
+    """Gradio runs handlers off the main thread, where math-verify's timeouts cannot work."""
+    import threading
+
+    out = {}
+    texts = {"right": "<think>12 + 5 = 17</think><answer>17</answer>", "equal": "<answer>17.0</answer>",
+             "wrong": "<think>12 + 5 = 18</think><answer>18</answer>", "malformed": "The answer is 17"}
+
+    def handler():
+        for k, t in texts.items():
+            out[k] = judge(t, {"answer": "17"}, "What is 12 + 5?", None)
+
+    worker = threading.Thread(target=handler)
+    worker.start()
+    worker.join()
+    assert out["right"].startswith("correct ✓") and out["equal"].startswith("correct ✓")
+    assert out["wrong"].startswith("wrong ✗") and "format ✓" in out["wrong"]
+    assert out["malformed"] == "correct ✓ · format ✗"  # last number counts, but not in the format
+
+
+def test_chat_is_multi_turn_and_says_how_it_prompts(registry):
+    app = Compare(AppConfig(runs_dir=str(registry)))
+    assert app.prompting("t/base") == "prompted with: few-shot prompt (base model)"
+    assert app.prompting("t/sft") == "prompted with: chat template"
+    assert "outside the run registry" in app.prompting("/etc")
+    # Gradio 6 hands the history back as content blocks
+    history = [{"role": "user", "content": [{"type": "text", "text": "What is 2 + 2?"}], "metadata": None},
+               {"role": "assistant", "content": [{"type": "text", "text": "<answer>4</answer>"}]}]
+    *_, last = app.chat("t/sft", "And 3 + 3?", history, temperature=0.0, max_tokens=12)
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant"]
+    assert last[1]["content"] == "<answer>4</answer>" and last[2]["content"] == "And 3 + 3?"
+    assert last[3]["content"].strip()
+    *_, refused = app.chat("../../x", "hi", [])
+    assert "outside the run registry" in refused[-1]["content"]

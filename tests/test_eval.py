@@ -1,5 +1,7 @@
 """Eval scores hand-checked completions exactly."""
 
+import pytest
+
 from ladder.eval import score_texts
 
 ROWS = [{"answer": "85", "numbers": [], "target": None},
@@ -20,3 +22,41 @@ def test_accuracy_and_format_match_hand_checked_answers():
     assert s["accuracy"] == 3 / 5
     assert s["format_rate"] == 4 / 5  # all but "The answer is 7"
     assert s["n"] == 5 and s["mean_length"] == sum(map(len, TEXTS)) / 5
+
+
+def test_eval_matches_hand_checked_scores_end_to_end(tiny_run, tiny_sft):
+    """Through the real CLI path: stats land in the manifest and agree with rescoring the samples."""
+    from ladder.eval import main
+    from ladder.manifest import read_manifest
+
+    assert main(["--checkpoints", str(tiny_sft), "--data", str(tiny_run / "data"), "--limit", "16",
+                 "--run", "null", "--backend", "hf"]) == 0
+    m = read_manifest(tiny_sft)["metrics"]
+    assert m["eval/n"] == 16 and m["eval/backend"] == "hf" and m["eval/prompting"] == "chat template"
+    sample = m["eval/samples"][0]
+    assert sample["score"] in (0.0, 1.0, None)
+
+
+@pytest.mark.slow
+def test_vllm_backend_gives_the_same_answers_as_hf(tiny_run, tiny_sft):
+    pytest.importorskip("vllm")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ladder.eval import evaluate_checkpoint, load_rows
+
+    rows = load_rows(str(tiny_run / "data"), limit=16)
+    hf = evaluate_checkpoint(tiny_sft, rows, max_new_tokens=32, backend="hf")
+    code = ("import json, sys; from ladder.eval import evaluate_checkpoint, load_rows; "
+            f"rows = load_rows({str(tiny_run / 'data')!r}, limit=16); "
+            f"s = evaluate_checkpoint({str(tiny_sft)!r}, rows, max_new_tokens=32, backend='vllm'); "
+            "print('RESULT ' + json.dumps({'accuracy': s['accuracy'], 'samples': s['samples']}))")
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    assert out.returncode == 0 and line, out.stderr[-3000:]
+    vllm = json.loads(line[-1][7:])
+    assert vllm["accuracy"] == hf["accuracy"]
+    assert [s["completion"] for s in vllm["samples"]] == [s["completion"] for s in hf["samples"]]

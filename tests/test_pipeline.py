@@ -2,7 +2,7 @@
 that skip what is done."""
 
 import json
-import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,9 @@ def micro(tmp_path_factory):
     work = tmp_path_factory.mktemp("pipe")
     recipe = yaml.safe_load((ROOT / "recipes" / "micro" / "ladder.yaml").read_text())
     recipe["runs_dir"] = str(work / "runs")
+    # a section may also be the path of that stage's own recipe (relative to the ladder recipe)
+    (work / "data.yaml").write_text(yaml.safe_dump(recipe["data"]))
+    recipe["data"] = "data.yaml"
     path = work / "ladder.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path, work / "runs" / "micro"
@@ -44,19 +47,28 @@ def test_micro_ladder_end_to_end_then_skips_then_reruns_changed(micro, capsys):
     assert "| sft |" in (run / "report.md").read_text() and (run / "accuracy.png").is_file()
     assert "ladder app" in first
 
-    stamps = {s: (run / s / "model.safetensors").stat().st_mtime for s in ("base", "sft", "grpo")}
+    assert (run / "reward_curves.png").is_file()  # from the RL stages' logged rewards
+    assert report["rows"][stages.index("grpo")]["curves"]["reward"]
+    first_seconds = json.loads((run / "pipeline.json").read_text())["seconds"]
+
+    stages = ("data", "tokenizer", "base", "sft", "rm", "ppo", "grpo")
+    stamps = {p: p.stat().st_mtime_ns for s in stages for p in (run / s).glob("*") if p.is_file()}
+    t0 = time.time()
     assert pipeline.main([str(recipe)]) == 0
     second = capsys.readouterr().out
-    assert second.count("up to date, skipped") == 7
-    assert all((run / s / "model.safetensors").stat().st_mtime == t for s, t in stamps.items())  # not retrained
+    assert second.count("up to date, skipped") == 8  # seven stages and the eval
+    assert "| sft |" in second  # the report is still printed
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no weights nor manifests touched
+    assert time.time() - t0 < sum(first_seconds.values()) / 3
 
-    cfg = yaml.safe_load(recipe.read_text())
-    cfg["grpo"]["max_steps"] = 3
-    recipe.write_text(yaml.safe_dump(cfg))
-    assert pipeline.main([str(recipe)]) == 0
+    # a changed stage re-runs, with everything after it, and the eval
+    assert pipeline.main([str(recipe), "--ppo.max_steps", "3"]) == 0
     third = capsys.readouterr().out
-    assert third.count("up to date, skipped") == 6 and "grpo      running" in third
-    assert read_manifest(run / "grpo")["metrics"]["steps"] == 3
+    assert third.count("up to date, skipped") == 5
+    assert "ppo       running" in third and "grpo      running" in third and "eval      scoring" in third
+    assert read_manifest(run / "ppo")["metrics"]["steps"] == 3
+    model = run / "sft" / "model.safetensors"
+    assert model.stat().st_mtime_ns == stamps[model]  # SFT comes before PPO: not retrained
 
 
 def test_unknown_section_fails_before_any_work(tmp_path):

@@ -34,4 +34,6 @@ def test_resolve_refuses_anything_outside_the_registry(runs, tmp_path):
 def test_ladder_runs_lists_metrics(runs, capsys):
     assert main(["--root", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "sft" in out and "accuracy=0.500" in out
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["run", "stage", "accuracy"]
+    assert [r.split()[:3] for r in rows] == [["a", "base", "50.0%"], ["a", "sft", "50.0%"], ["a", "rm", "50.0%"]]

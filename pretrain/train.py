@@ -72,14 +72,14 @@ def pack(tokenizer, texts, seq_len: int):
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
-def epoch_loader(blocks, batch_size: int, seed: int, epoch: int):
+def epoch_loader(blocks, batch_size: int, seed: int, epoch: int, drop_last: bool = True):
     """The same block order for a given (seed, epoch) on every run: resume lands on the same data."""
     import torch
     from torch.utils.data import DataLoader
 
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = blocks[torch.randperm(len(blocks), generator=g)]
-    return DataLoader(order, batch_size=batch_size, shuffle=False, drop_last=True)
+    return DataLoader(order, batch_size=batch_size, shuffle=False, drop_last=drop_last)
 
 
 def lr_lambda(cfg: PretrainConfig):
@@ -107,7 +107,8 @@ def evaluate(model, blocks, cfg, accelerator) -> float:
     model.eval()
     losses = []
     with torch.no_grad():
-        for i, batch in enumerate(epoch_loader(blocks, cfg.batch_size, cfg.seed, 0)):
+        # drop_last=False: a held-out set smaller than one batch is still evaluated
+        for i, batch in enumerate(epoch_loader(blocks, cfg.batch_size, cfg.seed, 0, drop_last=False)):
             if i >= cfg.eval_batches:
                 break
             batch = batch.to(accelerator.device)

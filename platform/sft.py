@@ -4,9 +4,9 @@
     ladder sft --config recipes/tiny/sft.yaml --use_lora true
 
 Reads like the recipe: config -> chat data (any common layout, every row checked) -> model and
-tokenizer (ours has a chat template with generation markers; a foreign one without a template
-gets ours) -> SFTTrainer with loss on assistant tokens only -> merged HF checkpoint + manifest
-with held-out loss, format rate and accuracy.
+tokenizer (ours has a chat template with generation markers; a tokenizer without a template gets
+ours) -> SFTTrainer with loss on assistant tokens only -> merged HF checkpoint + manifest with
+held-out loss, format rate and accuracy (`generate_answers` + `is_correct`, reusable).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class SFTStageConfig(LoraOptions, SFTConfig):
     data_name: str | None = None  # hub dataset config name
     train_split: str = "train"
     test_split: str | None = "test"  # held-out chat data for eval loss and the generation check
+    test_data: str | None = None  # held-out chats from elsewhere (default: data's test_split; a file has none)
     max_train_samples: int | None = None
     eval_samples: int = 64  # held-out prompts answered greedily after training (format rate, accuracy)
     merge_lora: bool = True  # save a plain model, so later stages and vLLM load it directly
@@ -42,6 +43,7 @@ class SFTStageConfig(LoraOptions, SFTConfig):
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     max_length: int | None = 256
+    gradient_checkpointing: bool = False  # TRL turns it on; for small models it only costs time
     logging_steps: int = 10
     save_strategy: str = "steps"
     save_steps: int = 200
@@ -53,6 +55,20 @@ class SFTStageConfig(LoraOptions, SFTConfig):
         cpu_training_defaults(self)
         self.check_lora()
         super().__post_init__()
+
+
+def held_out_source(data: str, test_data: str | None, test_split: str | None) -> str | None:
+    """Where held-out rows come from: `test_data` if given, else `data`'s test split. A single local
+    file has no splits (reading it again would score the model on its own training rows): none."""
+    from pathlib import Path
+
+    from ladder.data.loaders import FILE_TYPES
+
+    if test_data:
+        return test_data
+    if not test_split or Path(data).suffix in FILE_TYPES:
+        return None
+    return data
 
 
 def load_tokenizer(path: str):
@@ -71,47 +87,121 @@ def load_tokenizer(path: str):
     return tokenizer, changed
 
 
-def load_chat_split(cfg: SFTStageConfig, split: str, tokenizer, limit=None):
+def load_chats(source: str, split: str, cfg: SFTStageConfig, tokenizer, limit=None):
+    """(chats as `messages`, every row checked; the raw rows, whose `answer` column the generation check uses)."""
     from ladder.data.chat import check_lengths, to_messages
     from ladder.data.loaders import load_split
 
-    ds = load_split(cfg.data, "sft", split, name=cfg.data_name, limit=limit)
-    where = f"{cfg.data}[{split}]"
-    ds = to_messages(ds, where)
+    raw = load_split(source, "sft", split, name=cfg.data_name, limit=limit)
+    where = f"{source}[{split}]"
+    ds = to_messages(raw, where)
     check_lengths(ds, tokenizer, cfg.max_length, where)
-    return ds
+    return ds, raw
 
 
-def load_model(cfg: SFTStageConfig, tokenizer, resized: bool):
+def trl_can_mask(tokenizer) -> bool:
+    """Can TRL find the assistant's tokens in this chat template (its own markers, or a patched
+    version TRL ships for well-known templates)?"""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template):
+        return True
+    try:
+        get_training_chat_template(tokenizer)  # None (fine as is), a patched template, or ValueError
+        return True
+    except ValueError:
+        return False
+
+
+def loss_on_answers(cfg: SFTStageConfig, tokenizer, train_ds, test_ds=None):
+    """Keep the loss on assistant tokens whatever the template. Ours (and those TRL knows) mark the
+    assistant's tokens, so TRL masks everything else. A foreign template without markers: each chat
+    becomes prompt + last assistant answer, and TRL's completion-only loss does the same job."""
+    from ladder.data.chat import to_prompt_completion
+
+    if not cfg.assistant_only_loss or trl_can_mask(tokenizer):
+        return train_ds, test_ds
+    print(f"sft: {cfg.model}'s chat template has no {{% generation %}} markers; "
+          "training on the last assistant turn of each chat")
+    cfg.assistant_only_loss, cfg.completion_only_loss = False, True
+    return to_prompt_completion(train_ds), to_prompt_completion(test_ds) if test_ds is not None else None
+
+
+def load_model(cfg, tokenizer, resized: bool, auto_class=None, quantize: bool | None = None, **kwargs):
+    """The parent checkpoint (4-bit for QLoRA), embeddings grown when chat tokens were added.
+    `auto_class` picks the head: causal LM here, sequence classification for the reward model."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    kwargs = {}
-    if cfg.load_in_4bit:
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM as auto_class
+    if cfg.load_in_4bit if quantize is None else quantize:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    try:
+        model = auto_class.from_pretrained(cfg.model, **kwargs)
+    except (OSError, ValueError) as e:
+        raise LadderError(f"model '{cfg.model}': cannot load ({str(e).splitlines()[0][:160]})") from None
     if resized:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def answer_stats(model, tokenizer, rows, limit: int) -> dict:
-    """Greedy answers to held-out prompts: how many have an <answer> block, how many are right."""
-    from ladder.generation import generate
-    from ladder.rewards import math_accuracy
+def plain_model(model, cfg, tokenizer, resized: bool, auto_class=None, **kwargs):
+    """What gets saved: with LoRA, the adapter merged into the weights (unless merge_lora is off),
+    so later stages and vLLM load a plain model. QLoRA's adapter goes into a full-precision copy
+    of the parent: merging into 4-bit weights would re-quantise them, and vLLM refuses bitsandbytes."""
+    if not cfg.use_lora or not getattr(cfg, "merge_lora", True):
+        return model
+    if not cfg.load_in_4bit:
+        return model.merge_and_unload()
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    rows = [r for r in rows if r.get("answer")][:limit]
-    if not rows:
+    full = load_model(cfg, tokenizer, resized, auto_class, quantize=False,
+                      dtype=torch.bfloat16 if cfg.bf16 else torch.float32, **kwargs)
+    full = get_peft_model(full, model.peft_config["default"])
+    set_peft_model_state_dict(full, get_peft_model_state_dict(model))
+    return full.merge_and_unload()
+
+
+def generate_answers(model, tokenizer, prompts, max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
+    """Greedy completions for chat prompts (strings or message lists): batched, left-padded."""
+    from ladder.generation import generate
+
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def is_correct(texts: list[str], answers: list) -> list[float]:
+    """1.0 where the final answer equals the gold one: ladder.rewards' math_accuracy (equivalent
+    forms count), or, without it, the last number in the text compared as a string."""
+    try:
+        from ladder.rewards import math_accuracy
+    except ImportError:  # pragma: no cover - the rewards package is optional for this check
+        import re
+
+        def last_number(t):
+            found = re.findall(r"-?\d+(?:\.\d+)?", t.split("<answer>")[-1])
+            return found[-1] if found else None
+
+        return [float(last_number(t) == str(a).strip()) for t, a in zip(texts, answers)]
+    return [c or 0.0 for c in math_accuracy(texts, answer=answers)]
+
+
+def answer_stats(model, tokenizer, chats, answers, limit: int) -> dict:
+    """Greedy answers to the held-out chats that have a gold `answer`: the share with an <answer>
+    block (format_rate) and the share that is right (accuracy)."""
+    from ladder.data.chat import prompt_of
+
+    pairs = [(prompt_of(c), a) for c, a in zip(chats, answers) if a not in (None, "")][:limit]
+    if not pairs:
         return {}
-    prompts = [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
-    texts = generate(model, tokenizer, prompts, max_new_tokens=64)
-    correct = [c for c in math_accuracy(texts, answer=[r["answer"] for r in rows]) if c is not None]
+    texts = generate_answers(model, tokenizer, [p for p, _ in pairs])
+    correct = is_correct(texts, [a for _, a in pairs])
     return {"format_rate": sum("<answer>" in t and "</answer>" in t for t in texts) / len(texts),
-            "accuracy": sum(correct) / max(1, len(correct)), "sample": texts[0]}
+            "accuracy": sum(correct) / len(correct), "eval_n": len(pairs), "sample": texts[0]}
 
 
 def last_checkpoint(output_dir):
@@ -129,20 +219,16 @@ def train(cfg: SFTStageConfig) -> dict:
     from trl import SFTTrainer
 
     from ladder import checkpoint
-    from ladder.data.loaders import load_split
 
     tokenizer, resized = load_tokenizer(cfg.model)
-    train_ds = load_chat_split(cfg, cfg.train_split, tokenizer, cfg.max_train_samples)
-    test_ds, test_rows = None, []
-    if cfg.test_split:
-        try:
-            test_ds = load_chat_split(cfg, cfg.test_split, tokenizer)
-            test_rows = list(load_split(cfg.data, "sft", cfg.test_split, name=cfg.data_name))
-        except LadderError:
-            if cfg.data != SFTStageConfig.data:  # a user file without a test split: fine
-                test_ds = None
-            else:
-                raise
+    train_ds, _ = load_chats(cfg.data, cfg.train_split, cfg, tokenizer, cfg.max_train_samples)
+    test_ds, test_chats, answers = None, [], []
+    source = held_out_source(cfg.data, cfg.test_data, cfg.test_split)
+    if source:
+        test_ds, raw = load_chats(source, cfg.test_split or "test", cfg, tokenizer)
+        test_chats = test_ds["messages"]
+        answers = raw["answer"] if "answer" in raw.column_names else []
+    train_ds, test_ds = loss_on_answers(cfg, tokenizer, train_ds, test_ds)
     model = load_model(cfg, tokenizer, resized)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=test_ds,
                          processing_class=tokenizer, peft_config=lora_config(cfg))
@@ -153,12 +239,10 @@ def train(cfg: SFTStageConfig) -> dict:
     if test_ds is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 
-    model = trainer.model
-    if cfg.use_lora and cfg.merge_lora:
-        model = model.merge_and_unload()
+    model = plain_model(trainer.model, cfg, tokenizer, resized)
     if trainer.accelerator.is_main_process:
-        if test_rows and cfg.eval_samples:
-            metrics.update(answer_stats(model, tokenizer, test_rows, cfg.eval_samples))
+        if answers and cfg.eval_samples:
+            metrics.update(answer_stats(model, tokenizer, test_chats, answers, cfg.eval_samples))
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="sft", parent=cfg.model,
                           config=to_dict(cfg), metrics=metrics)
         print(f"sft: saved {cfg.output_dir} {checkpoint.summary(metrics)}")

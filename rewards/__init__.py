@@ -5,6 +5,7 @@ same length (TRL also passes `prompts`, `completion_ids`, `trainer_state`: every
 **kwargs). None means "not applicable to this row" (e.g. math_accuracy on a countdown row).
 """
 
+from ladder.rewards.code import code_accuracy
 from ladder.rewards.countdown import countdown_accuracy
 from ladder.rewards.format import format_reward, length_penalty
 from ladder.rewards.math import math_accuracy
@@ -13,18 +14,13 @@ from ladder.rewards.text import completion_text, extract_answer
 REWARDS = {
     "math_accuracy": math_accuracy,
     "countdown_accuracy": countdown_accuracy,
+    "code_accuracy": code_accuracy,
     "format_reward": format_reward,
     "length_penalty": length_penalty,
 }
 
-try:  # the code reward needs the sandbox module; registered when present
-    from ladder.rewards.code import code_accuracy
-
-    REWARDS["code_accuracy"] = code_accuracy
-except ImportError:  # pragma: no cover
-    pass
-
+# plugins imports REWARDS lazily (its built-in names), so it comes after the registry
 from ladder.rewards.plugins import load_reward, load_rewards, validate_rewards  # noqa: E402
 
 __all__ = ["REWARDS", "completion_text", "extract_answer", "load_reward", "load_rewards", "validate_rewards",
-           "math_accuracy", "countdown_accuracy", "format_reward", "length_penalty"]
+           "math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty"]

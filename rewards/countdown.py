@@ -38,13 +38,15 @@ def evaluate(expr: str) -> tuple[Fraction, list[int]]:
 
 
 def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list[float | None]:
-    """1.0 if the <answer> expression uses each given number at most once and equals the target;
-    None for rows without numbers/target (e.g. arithmetic rows in a mixed dataset)."""
+    """1.0 if the <answer> expression reaches `target` using each of `numbers` at most once, else 0.0.
+
+    Integers, + - * / and parentheses only, evaluated exactly; "expr = 25" is read as "expr". Division
+    by zero or anything else scores 0.0. None for rows without numbers/target (e.g. arithmetic rows)."""
     n = len(completions)
     numbers, target = numbers or [None] * n, target if target is not None else [None] * n
     out: list[float | None] = []
     for completion, nums, tgt in zip(completions, numbers, target):
-        if not nums or tgt is None:
+        if nums is None or len(nums) == 0 or tgt is None:
             out.append(None)
             continue
         blocks = ANSWER.findall(completion_text(completion))

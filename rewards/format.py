@@ -6,13 +6,18 @@ import re
 
 from ladder.rewards.text import completion_text
 
-FULL = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+_TEXT = r"(?:(?!</?think>|</?answer>).)*"  # text without any of the four tags: one block of each, no nesting
+FULL = re.compile(rf"^\s*<think>{_TEXT}</think>\s*<answer>{_TEXT}</answer>\s*$", re.DOTALL)
 ANSWER_ONLY = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 
 
 def format_reward(completions, **kwargs) -> list[float]:
-    """1.0 for exactly <think>…</think><answer>…</answer> (whitespace allowed), 0.5 for an answer
-    block without that shape, 0.0 otherwise."""
+    """1.0 for exactly <think>…</think><answer>…</answer>, 0.5 for an answer block alone, else 0.0.
+
+    Whitespace is allowed around and between the blocks. 0.5 for an answer block without that shape
+    (no think block, text after it, repeated or nested blocks).
+
+    The half point keeps a signal for a model that has learnt the answer tag but not yet the rest."""
     out = []
     for c in completions:
         text = completion_text(c)
@@ -20,6 +25,8 @@ def format_reward(completions, **kwargs) -> list[float]:
     return out
 
 
-def length_penalty(completions, max_chars: int = 400, **kwargs) -> list[float]:
-    """A gentle push towards short answers: -0.1 * min(1, characters / max_chars)."""
-    return [-0.1 * min(1.0, len(completion_text(c)) / max_chars) for c in completions]
+def length_penalty(completions, max_length: int = 400, **kwargs) -> list[float]:
+    """A small push towards short completions: -0.1 * min(1, characters / max_length).
+
+    Small on purpose: with weight 1 it breaks ties between right answers, it never outweighs one."""
+    return [-0.1 * min(1.0, len(completion_text(c)) / max_length) for c in completions]

@@ -31,8 +31,11 @@ def is_equivalent(answer: str, gold: str) -> bool:
 
 
 def math_accuracy(completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 if the final answer (<answer>, \\boxed{} or last number) equals the gold `answer` column
-    (equivalent forms count: 0.5 = 1/2, 408 = 408.0); None for rows without a gold answer."""
+    """1.0 if the final answer equals the gold `answer` column (math-verify), else 0.0; None without gold.
+
+    The final answer is the last <answer> block, else the last \\boxed{}, else the last number.
+    Equivalent forms count: 0.5 = 1/2 = \\frac{1}{2}, 408 = 408.0, 1,000 = 1000. None for rows whose
+    gold answer is missing or empty (e.g. countdown rows in a mixed dataset)."""
     golds = answer if answer is not None else [None] * len(completions)
     out: list[float | None] = []
     for completion, gold in zip(completions, golds):

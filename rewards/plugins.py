@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import inspect
 import math as _math
+import numbers
 from pathlib import Path
 
 from ladder.errors import LadderError
@@ -62,7 +63,8 @@ def load_reward(spec: str):
 
 
 def _named(fn, spec: str):
-    """Keep a readable __name__ (TRL logs each reward under it) without touching the original."""
+    """Keep a readable __name__ (TRL logs each reward under it) without touching the original; custom
+    rewards also remember their spec, so errors can name the file or module they came from."""
     if getattr(fn, "__name__", None) and ":" not in spec:
         return fn
 
@@ -70,7 +72,8 @@ def _named(fn, spec: str):
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs)
 
-    wrapper.__name__ = getattr(fn, "__name__", spec.rpartition(":")[2]) or spec
+    wrapper.__name__ = getattr(fn, "__name__", None) or spec.rpartition(":")[2] or spec
+    wrapper.__ladder_spec__ = spec
     return wrapper
 
 
@@ -104,34 +107,51 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def validate_rewards(fns, sample: dict) -> None:
-    """Call every reward once on a sample batch; any misbehaviour is a one-line LadderError.
+def _label(fn) -> str:
+    name = getattr(fn, "__name__", None) or repr(fn)
+    spec = getattr(fn, "__ladder_spec__", None)
+    return f"'{name}' ({spec})" if spec and spec != name else f"'{name}'"
 
-    `sample` holds `completions` plus the dataset columns (lists of the same length)."""
+
+def _check_signature(fn, label: str) -> None:
+    """fn(completions, **kwargs): TRL passes the completions first, then every dataset column and its
+    own extras (prompts, completion_ids, trainer_state) as keywords."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: the call below will tell
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
+    if not positional or not takes_kwargs:
+        shown = f"{getattr(fn, '__name__', 'fn')}{inspect.signature(fn)}"
+        raise LadderError(f"reward {label}: wrong signature {shown}; expected fn(completions, **kwargs) -> "
+                          "list[float | None] (TRL also passes prompts, completion_ids, trainer_state, columns)")
+
+
+def validate_rewards(fns, sample: dict) -> None:
+    """Call every reward once on a sample batch; any misbehaviour is a one-line LadderError naming it.
+
+    `sample` holds `completions` plus the dataset columns (lists of the same length; `prompts` too
+    if present). Checked: the signature, exceptions, a list of the right length, each value a finite
+    int/float or None (bools and strings are refused: a reward is a number)."""
     completions = sample["completions"]
     columns = {k: v for k, v in sample.items() if k != "completions"}
     for fn in fns:
-        name = getattr(fn, "__name__", repr(fn))
-        try:
-            inspect.signature(fn).bind(completions, **columns)
-        except TypeError as e:
-            raise LadderError(f"reward '{name}': wrong signature ({e}); expected "
-                              "fn(completions, **kwargs) -> list[float | None]") from None
-        except ValueError:  # builtins without a signature: just call them
-            pass
+        label = _label(fn)
+        _check_signature(fn, label)
         try:
             result = fn(completions, **columns)
         except Exception as e:
-            raise LadderError(f"reward '{name}' raised {type(e).__name__}: {str(e).splitlines()[0][:120]}"
-                              if str(e) else f"reward '{name}' raised {type(e).__name__}") from None
+            first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+            raise LadderError(f"reward {label} raised {type(e).__name__}" + (f": {first}" if first else "")) from None
         if not isinstance(result, (list, tuple)):
-            raise LadderError(f"reward '{name}' returned {_short(result)}: expected a list of floats or None")
+            raise LadderError(f"reward {label} returned {_short(result)}: expected a list of floats or None")
         if len(result) != len(completions):
-            raise LadderError(f"reward '{name}' returned {len(result)} values for {len(completions)} completions")
+            raise LadderError(f"reward {label} returned {len(result)} values for {len(completions)} completions")
         for value in result:
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise LadderError(f"reward '{name}' returned a non-number {_short(value)} in {_short(result)}")
-            if not _math.isfinite(value):
-                raise LadderError(f"reward '{name}' returned {value} (not finite) in {_short(result)}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real
+                raise LadderError(f"reward {label} returned a non-number {_short(value)} in {_short(result)}")
+            if not _math.isfinite(float(value)):
+                raise LadderError(f"reward {label} returned {value} (not finite) in {_short(result)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")  # 1,000 stays one number
 
 
 def completion_text(completion) -> str:

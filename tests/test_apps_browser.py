@@ -57,6 +57,8 @@ def test_compare_in_a_browser(tiny_run, tiny_sft, tmp_path):
                                    timeout=120_000)
             answers = [page.locator(f"#answer-{i} textarea").input_value() for i in (0, 1)]
             assert all(a.strip() for a in answers)
+            assert "few-shot prompt (base model)" in page.locator("#verdict-0").inner_text()
+            assert "chat template" in page.locator("#verdict-1").inner_text()
             shot = Path(os.environ.get("LADDER_SCREENSHOT", tmp_path / "app.png"))
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000

@@ -1,9 +1,9 @@
-
 import pytest
 
 from ladder import grpo
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
+from ladder.rollout import vllm_available
 
 SHORT = ["--max_steps", "12", "--per_device_train_batch_size", "32", "--num_generations", "8",
          "--max_completion_length", "32", "--learning_rate", "2e-3", "--report_to", "none", "--save_strategy", "no",
@@ -21,6 +21,31 @@ def test_grpo_raises_mean_reward(tiny_run, tiny_sft, tmp_path):
     print(f"mean reward: first 3 steps {first:.4f}, last 3 steps {last:.4f}")
     assert last > first
     assert m["stage"] == "grpo" and m["parent"] == str(tiny_sft)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not vllm_available(), reason="vLLM not installed")
+def test_grpo_with_vllm_colocate_raises_mean_reward(tiny_run, tiny_sft, tmp_path):
+    """The same run with rollouts from an in-process fp32 vLLM engine, weights synced every step;
+    sample completions land in TensorBoard."""
+    out = tmp_path / "grpo"
+    args = [a if a != "none" else "tensorboard" for a in SHORT]
+    assert grpo.main(["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(out),
+                      "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]',
+                      "--rollout_backend", "vllm", *args]) == 0
+    m = read_manifest(out)
+    rewards = [h["reward"] for h in m["history"]]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    print(f"vLLM rollouts, mean reward: first 3 steps {first:.4f}, last 3 steps {last:.4f}")
+    assert last > first
+    assert m["config"]["use_vllm"] and not (out / "rollout-start").exists()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "runs").iterdir())))
+    events.Reload()
+    table = events.Tensors("completions/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert table.startswith("| prompt | completion | length_penalty | format_reward | advantage |")
 
 
 def test_rewards_are_validated_before_training(tiny_run, tiny_sft, tmp_path):

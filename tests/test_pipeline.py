@@ -77,3 +77,14 @@ def test_unknown_section_fails_before_any_work(tmp_path):
     with pytest.raises(LadderError, match="unknown section 'pretrian'"):
         pipeline.main([str(bad)])
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_typo_in_any_stage_section_fails_before_any_work(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nruns_dir: " + str(tmp_path / "runs") + "\ngrpo: {max_step: 3}\n")
+    with pytest.raises(LadderError, match="section 'grpo': unknown key 'max_step'.*did you mean 'max_steps'"):
+        pipeline.main([str(bad)])
+    bad.write_text("name: x\nruns_dir: " + str(tmp_path / "runs") + "\n")
+    with pytest.raises(LadderError, match="section 'eval': unknown key 'limt'"):
+        pipeline.main([str(bad), "--eval.limt", "3"])
+    assert not (tmp_path / "runs").exists()

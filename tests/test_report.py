@@ -18,12 +18,12 @@ def test_report_rows_curves_and_plots(tmp_path):
     # a TRL stage's own record: trainer_state.json in its checkpoint dir
     log = [{"step": 2, "loss": 0.7}, {"step": 4, "loss": 0.5}, {"step": 4, "train_loss": 0.6}]
     atomic_write_json(run / "rm" / "checkpoint-4" / "trainer_state.json", {"log_history": log})
-    atomic_write_json(run / "pipeline.json", {"stages": {}, "seconds": {"base": 90.0}})
+    atomic_write_json(run / "pipeline.json", {"stages": {}, "seconds": {"base": 200.0}})
     (run / "loss_curves.png").write_bytes(b"stale")
 
     text = write_report(run)
     lines = text.splitlines()
-    assert "| base | 25.0% | 0.0% |" in text and "| 1.5 | few-shot |" in text  # minutes from pipeline.json
+    assert "| base | 25.0% | 0.0% |" in text and "| 3.3 min | few-shot |" in text  # minutes from pipeline.json
     assert next(x for x in lines if x.startswith("| rm |")).count("87.5%") == 1
     assert "| grpo | 50.0% | 100.0% |" in text and "8 held-out problems" in text
     rows = {r["stage"]: r for r in json.loads((run / "report.json").read_text())["rows"]}

@@ -10,13 +10,22 @@ def score(text):
 def test_right_expression_scores_and_reuse_or_wrong_value_does_not():
     assert score("7 * 3 + 4") == 1.0
     assert score("(7 * 3) + 4 = 25") == 1.0
+    assert score(" 4 + 3 * 7 ") == 1.0
     assert score("7 * 3 + 4 + 0") == 0.0  # 0 is not a given number
     assert score("7 * 7 - 24") == 0.0  # 7 twice, 24 not given
     assert score("7 + 3 + 4") == 0.0
+    assert countdown_accuracy(["<answer>(8 - 2) / 3</answer>"], numbers=[[8, 2, 3]], target=[2]) == [1.0]  # exact
 
 
 def test_unsafe_or_broken_expressions_score_zero_without_running():
-    for bad in ("__import__('os').system('true')", "7 ** 3", "4 / (3 - 3)", "7 *", "lambda: 1"):
+    for bad in ("__import__('os').system('true')", "7 ** 3", "4 / (3 - 3)", "7 *", "lambda: 1", "7.0 * 3 + 4",
+                "[7, 3, 4]", "(7).__class__", "9" * 300):
         assert score(bad) == 0.0
     assert countdown_accuracy(["no tags 7*3+4"], numbers=N, target=T) == [0.0]
-    assert countdown_accuracy(["<answer>1</answer>"], numbers=[[]], target=[None]) == [None]
+
+
+def test_rows_without_numbers_or_target_are_none_and_messages_work():
+    msgs = [[{"role": "assistant", "content": "<answer>7 * 3 + 4</answer>"}], "<answer>1</answer>",
+            "<answer>1</answer>"]
+    assert countdown_accuracy(msgs, numbers=[[7, 3, 4], None, [1]], target=[25, 1, None]) == [1.0, None, None]
+    assert countdown_accuracy(["<answer>1</answer>"]) == [None]

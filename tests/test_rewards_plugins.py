@@ -1,9 +1,11 @@
+import sys
+
 import pytest
 
 from ladder.errors import LadderError
 from ladder.rewards import REWARDS, load_reward, load_rewards, validate_rewards
 
-SAMPLE = {"completions": ["<answer>1</answer>", "<answer>2</answer>"], "answer": ["1", "3"]}
+SAMPLE = {"prompts": ["1?", "3?"], "completions": ["<answer>1</answer>", "<answer>2</answer>"], "answer": ["1", "3"]}
 
 
 def test_builtins_module_and_file_specs(tmp_path):
@@ -11,22 +13,44 @@ def test_builtins_module_and_file_specs(tmp_path):
     f.write_text("def brevity(completions, **kw):\n    return [1.0 / (1 + len(c)) for c in completions]\n")
     fns, weights = load_rewards(["math_accuracy", {"name": f"{f}:brevity", "weight": 0.2},
                                  {"name": "ladder.rewards.format:format_reward"}])
-    assert [fn.__name__ for fn in fns] == ["math_accuracy", "brevity", "format_reward"]
+    assert [fn.__name__ for fn in fns] == ["math_accuracy", "brevity", "format_reward"]  # what TRL logs
     assert weights == [1.0, 0.2, 1.0]
     validate_rewards(fns, SAMPLE)
     assert fns[0](**SAMPLE) == [1.0, 0.0]
+    assert fns[1](["ab"]) == [1 / 3]
     assert load_reward("math_accuracy") is REWARDS["math_accuracy"]
 
 
+def test_module_spec_and_weight_mapping(tmp_path, monkeypatch):
+    (tmp_path / "team_rewards.py").write_text(
+        "import numpy as np\n\ndef half(completions, **kw):\n    return [np.float32(0.5)] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fns, weights = load_rewards({"team_rewards:half": 2, "format_reward": 0.5})
+    assert [fn.__name__ for fn in fns] == ["half", "format_reward"] and weights == [2.0, 0.5]
+    validate_rewards(fns, SAMPLE)  # numpy scalars are numbers
+    sys.modules.pop("team_rewards", None)
+
+
 @pytest.mark.parametrize("spec, msg", [
-    ("nope", "unknown built-in"),
-    ("missing_file.py:f", "not found"),
+    ("nope", "unknown built-in (built-ins: code_accuracy, countdown_accuracy, format_reward"),
+    ("missing_file.py:f", "file missing_file.py not found"),
     ("ladder.rewards.text:nothing_here", "no function 'nothing_here'"),
-    ("no_such_module_xyz:f", "cannot import module"),
+    ("ladder.rewards.text:ANSWER", "'ANSWER' is not callable"),
+    ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
 ])
 def test_bad_specs(spec, msg):
-    with pytest.raises(LadderError, match=msg):
+    with pytest.raises(LadderError) as e:
         load_reward(spec)
+    assert msg in str(e.value) and spec in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_entries_and_weights():
+    with pytest.raises(LadderError, match="weight must be a number"):
+        load_rewards([{"name": "format_reward", "weight": "heavy"}])
+    with pytest.raises(LadderError, match="expected"):
+        load_rewards([{"nam": "format_reward"}])
+    with pytest.raises(LadderError, match="no reward functions"):
+        load_rewards([])
 
 
 def _check(src, tmp_path):
@@ -35,14 +59,30 @@ def _check(src, tmp_path):
     fns, _ = load_rewards([f"{f}:r"])
     with pytest.raises(LadderError) as e:
         validate_rewards(fns, SAMPLE)
-    assert "\n" not in str(e.value) and "'r'" in str(e.value)
-    return str(e.value)
+    message = str(e.value)
+    assert "\n" not in message and f"'r' ({f}:r)" in message  # one line, naming the function and its file
+    return message
 
 
 def test_each_misbehaviour_is_a_one_line_error_naming_the_function(tmp_path):
-    assert "wrong signature" in _check("def r(texts):\n    return [1.0]*len(texts)\n", tmp_path)
+    assert "wrong signature r(texts)" in _check("def r(texts):\n    return [1.0]*len(texts)\n", tmp_path)
+    assert "wrong signature r(completions, answer)" in _check(  # no **kwargs: TRL's extra keywords would fail
+        "def r(completions, answer):\n    return [1.0]*len(completions)\n", tmp_path)
     assert "returned 1 values for 2" in _check("def r(completions, **kw):\n    return [1.0]\n", tmp_path)
     assert "non-number 'yes'" in _check("def r(completions, **kw):\n    return ['yes', 1.0]\n", tmp_path)
-    assert "not finite" in _check("def r(completions, **kw):\n    return [float('nan'), 1.0]\n", tmp_path)
-    assert "raised ZeroDivisionError" in _check("def r(completions, **kw):\n    return [1/0]\n", tmp_path)
+    assert "non-number True" in _check("def r(completions, **kw):\n    return [True, 1.0]\n", tmp_path)
+    assert "nan (not finite)" in _check("def r(completions, **kw):\n    return [float('nan'), 1.0]\n", tmp_path)
+    assert "inf (not finite)" in _check("def r(completions, **kw):\n    return [1.0, float('inf')]\n", tmp_path)
+    assert "raised ZeroDivisionError: division by zero" in _check("def r(completions, **kw):\n    return [1/0]\n",
+                                                                  tmp_path)
+    assert "raised ValueError: first line" in _check(
+        "def r(completions, **kw):\n    raise ValueError('first line\\nsecond line')\n", tmp_path)
     assert "expected a list" in _check("def r(completions, **kw):\n    return 1.0\n", tmp_path)
+    long = _check("def r(completions, **kw):\n    return {'x' * 500: 1}\n", tmp_path)
+    assert len(long) < 250 and "..." in long  # the returned value is shown truncated
+
+
+def test_none_entries_are_allowed(tmp_path):
+    f = tmp_path / "ok.py"
+    f.write_text("def r(completions, prompts=None, **kw):\n    assert prompts == ['1?', '3?']\n    return [None, 0]\n")
+    validate_rewards(load_rewards([f"{f}:r"])[0], SAMPLE)

@@ -35,3 +35,26 @@ def test_missing_chosen_column_and_identical_pair_name_file_and_row(tiny_sft, tm
         rm.main(["--model", str(tiny_sft), "--data", str(f), "--test_split", "null",
                  "--output_dir", str(tmp_path / "o")])
     assert "row 1: chosen and rejected are identical" in str(e.value) and str(f) in str(e.value)
+
+
+def test_score_caches_the_model_and_checks_lengths(tiny_rm):
+    rm.score(tiny_rm, ["q"], ["a"])
+    assert rm.load_reward_model(str(tiny_rm)) is rm.load_reward_model(str(tiny_rm))
+    with pytest.raises(LadderError, match="2 prompts but 1 completions"):
+        rm.score(tiny_rm, ["q", "r"], ["a"])
+
+
+def test_plain_text_pairs_without_prompt_train_and_score(tiny_sft, tmp_path):
+    """Non-conversational pairs (no shared prompt) go through the same stage; test_data holds the
+    held-out pairs, since a single file has no test split."""
+    rows = [json.loads(line) for line in (tiny_sft.parent / "data" / "prefs_train.jsonl").open()][:48]
+    plain = [{"chosen": r["prompt"][0]["content"] + " " + r["chosen"][0]["content"],
+              "rejected": r["prompt"][0]["content"] + " " + r["rejected"][0]["content"]} for r in rows]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in plain[:40]))
+    test.write_text("".join(json.dumps(r) + "\n" for r in plain[40:]))
+    assert rm.main(["--model", str(tiny_sft), "--data", str(train), "--test_data", str(test), "--max_steps", "2",
+                    "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / "o"),
+                    "--report_to", "none", "--save_strategy", "no"]) == 0
+    m = read_manifest(tmp_path / "o")
+    assert m["stage"] == "rm" and m["parent"] == str(tiny_sft) and 0 <= m["metrics"]["pairwise_accuracy"] <= 1

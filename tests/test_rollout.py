@@ -28,6 +28,7 @@ def sequences(path, n=6):
 def trainer_logprobs(model, seqs):
     """log p(token_t | tokens_<t) from the trainer's fp32 forward."""
     out = []
+    model.eval()  # no dropout (LoRA's included)
     with torch.no_grad():
         for s in seqs:
             ids = torch.tensor([s])

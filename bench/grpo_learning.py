@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def ladder(*args) -> None:
     subprocess.run([sys.executable, "-m", "ladder.cli", *map(str, args)], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
 
 def build_sft(work: Path, quick: bool) -> tuple[Path, Path]:
@@ -42,8 +42,8 @@ def build_sft(work: Path, quick: bool) -> tuple[Path, Path]:
            *(["--vocab_size", "400"] if quick else []))
     ladder("pretrain", "--config", r / "pretrain.yaml", "--data", data, "--tokenizer", tok, "--output_dir", base,
            "--report_to", "none", *(["--model", "tiny", "--max_steps", "150", "--batch_size", "16"] if quick else []))
-    ladder("sft", "--config", r / "sft.yaml", "--model", base, "--data", data, "--output_dir", sft, "--report_to", "none",
-           *(["--num_train_epochs", "3", "--learning_rate", "2e-3"] if quick else []))
+    ladder("sft", "--config", r / "sft.yaml", "--model", base, "--data", data, "--output_dir", sft,
+           "--report_to", "none", *(["--num_train_epochs", "3", "--learning_rate", "2e-3"] if quick else []))
     return sft, data
 
 
@@ -56,7 +56,7 @@ def run_grpo(backend: str, sft: Path, data: Path, out: Path, args) -> dict:
            "--report_to", "none", "--seed", args.seed]
     if args.quick:
         cmd += ["--per_device_train_batch_size", "32", "--max_completion_length", "32"]
-    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -46,8 +46,9 @@ from ladder.rewards import format_reward
 ds = load_split(spec["data"], "rl", "train", limit=spec["prompts"] * spec["steps"])
 tok = AutoTokenizer.from_pretrained(spec["model"])
 model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
-common = dict(output_dir=spec["out"], max_steps=spec["steps"], per_device_train_batch_size=spec["prompts"] * spec["generations"],
-              num_generations=spec["generations"], max_completion_length=spec["length"], learning_rate=1e-5,
+common = dict(output_dir=spec["out"], max_steps=spec["steps"],
+              per_device_train_batch_size=spec["prompts"] * spec["generations"], num_generations=spec["generations"],
+              max_completion_length=spec["length"], learning_rate=1e-5,
               temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
               bf16=False, use_cpu=True)
 vllm = spec["variant"] != "hf"
@@ -55,6 +56,12 @@ common["generation_kwargs"] = {"min_tokens" if vllm else "min_new_tokens": spec[
 if spec["variant"] in ("trl-vllm", "trl-engine"):
     from trl import GRPOConfig, GRPOTrainer
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
+else:
+    from ladder import grpo
+    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
+    if vllm:
+        cfg.vllm_max_model_length = grpo.longest_prompt(ds, tok) + spec["length"] + 8
+    cls = grpo.trainer_class()
 if spec["variant"] == "trl-engine":  # TRL's engine, only the sync swapped for ladder's (exact) reload
     from trl.generation.vllm_generation import VLLMGeneration
     from ladder.rollout import _repack_tied_heads
@@ -65,12 +72,6 @@ if spec["variant"] == "trl-engine":  # TRL's engine, only the sync swapped for l
         self.llm.collective_rpc(reload, args=(self._iter_named_params(),))
         self.llm.reset_prefix_cache()
     VLLMGeneration.sync_weights = sync_weights
-else:
-    from ladder import grpo
-    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
-    if vllm:
-        cfg.vllm_max_model_length = grpo.longest_prompt(ds, tok) + spec["length"] + 8
-    cls = grpo.trainer_class()
 
 class Steps(TrainerCallback):
     times = []
@@ -121,7 +122,8 @@ def run_variant(variant: str, model: Path, data: Path, args, work: Path) -> dict
                 steps=args.steps, prompts=args.prompts, generations=args.generations, length=args.length)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_LOGGING_LEVEL": "WARNING"}
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True, env=env,
+                         stdin=subprocess.DEVNULL)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     (work / f"{variant}.log").write_text(out.stdout + out.stderr)
     if out.returncode or line is None:
@@ -154,7 +156,8 @@ def reward_rates(n: int) -> dict:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default=None, help="a local HF checkpoint (e.g. SmolLM2-135M-Instruct); default: ~11M built here")
+    p.add_argument("--model", default=None,
+                   help="a local HF checkpoint (e.g. SmolLM2-135M-Instruct); default: a ~11M model built here")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=4)
@@ -168,7 +171,8 @@ def main():
     from ladder.pretrain import tokenizer as tok_stage
 
     work = Path(tempfile.mkdtemp(prefix="ladder-grpo-bench-"))
-    build.main(["--output_dir", str(work / "data"), "--corpus_docs", "500", "--rl_train", str(max(64, args.prompts * args.steps))])
+    build.main(["--output_dir", str(work / "data"), "--corpus_docs", "500",
+                "--rl_train", str(max(64, args.prompts * args.steps))])
     if args.model:
         model = Path(args.model)
     else:

@@ -34,6 +34,15 @@ DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown
                    {"name": "format_reward", "weight": 0.2}]
 
 
+# The default backend is "hf", from measurements on the 2-core CPU machine (bench/grpo_throughput.py):
+# on CPU a GRPO step is dominated by the training forward/backward, so vLLM's faster sampling buys
+# little per step. ~11M model, 8 prompts x 4 x 64 tokens: rollout 1,162 tokens/s (HF) vs 1,296 (vLLM,
+# fp32 eager), step 5.1 vs 5.0 s, plus a 3 s engine start and a second copy of the weights; the tiny
+# test run: 6 s (HF) vs 9 s. vLLM pays off with longer completions and bigger models (SmolLM2-135M,
+# 32 x 128 tokens: 119 vs 238 tokens/s, shared/notes/cpu-stack.md), and on GPUs.
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
 @dataclass
 class GRPOStageConfig(LoraOptions, GRPOConfig):
     model: str = "runs/tiny/sft"
@@ -43,7 +52,7 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     test_split: str | None = "test"
     max_train_samples: int | None = None
     rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
-    rollout_backend: str = "hf"  # "hf" (transformers generate) or "vllm" (see ROLLOUT_BACKENDS)
+    rollout_backend: str = "hf"  # "hf": transformers generate; "vllm": ladder.rollout (see ROLLOUT_BACKENDS)
     # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
     # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
     vllm_importance_sampling_correction: bool | None = None
@@ -80,13 +89,6 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
         if self.vllm_importance_sampling_correction is None:
             self.vllm_importance_sampling_correction = has_cuda()
         super().__post_init__()
-
-
-# Which backend, measured on the project machine (bench/grpo_throughput.py, bench/RESULTS.md): on CPU a
-# GRPO step is dominated by the training forward/backward, so vLLM's faster sampling (1.2-2x rollout
-# tokens/s) buys little per step and costs an engine start (3-20 s eager) plus a second copy of the
-# weights: "hf" is the default, "vllm" pays off with longer completions and larger models, and on GPUs.
-ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
 class WatchRollouts(TrainerCallback):

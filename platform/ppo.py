@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import TrainingArguments
+from transformers import AutoConfig, TrainingArguments
 
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
@@ -50,6 +51,7 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     num_mini_batches: int = 2
     response_length: int = 64
     temperature: float = 1.0
+    rollout_backend: str = "hf"  # "hf" (transformers generate) or "vllm" (ladder.rollout, exact weight sync)
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.5
@@ -84,6 +86,14 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
         if self.per_device_train_batch_size % micro:
             raise LadderError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be divisible "
                               f"by num_mini_batches x gradient_accumulation_steps ({micro})")
+        if self.rollout_backend not in ("hf", "vllm"):
+            raise LadderError(f"rollout_backend must be hf or vllm, got '{self.rollout_backend}'")
+        if self.rollout_backend == "vllm":
+            from ladder.rollout import vllm_available
+
+            if not vllm_available():
+                raise LadderError("rollout_backend: vllm, but vLLM is not installed (pip install -e '.[cpu]' or "
+                                  "'.[gpu]'); or use rollout_backend: hf")
         if self.adaptive_kl and self.kl_target <= 0:
             raise LadderError("adaptive_kl needs kl_target > 0")
         super().__post_init__()
@@ -197,27 +207,75 @@ class Rollout:
     has_eos: torch.Tensor  # [B] bool
     texts: list[str]  # the responses, decoded without special tokens
     n_prompt: int
+    sampler_logprobs: torch.Tensor | None = None  # [B, R] what the sampler (vLLM) gave its tokens
 
 
-def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout:
-    """Sample one completion per prompt with HF generate, at the training temperature with no
-    top-k/top-p, so the sampling distribution is exactly the one the log-probs are computed from.
-    (The seam for a vLLM backend: same prompts in, same Rollout out.)"""
+def encode_prompts(tokenizer, prompts, device):
     from ladder.generation import build_prompt
 
-    device = next(model.parameters()).device
-    enc = tokenizer([build_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
-                    padding_side="left", add_special_tokens=False).to(device)
-    n_prompt = enc["input_ids"].shape[1]
-    with torch.no_grad():
-        seq = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                             max_new_tokens=cfg.response_length, pad_token_id=tokenizer.pad_token_id)
-    response = seq[:, n_prompt:]
+    return tokenizer([build_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
+                     padding_side="left", add_special_tokens=False).to(device)
+
+
+def make_rollout(tokenizer, enc, response: torch.Tensor, sampler_logprobs=None) -> Rollout:
+    """Prompt batch + sampled response ids (anything after a response's EOS ignored) -> Rollout."""
     is_eos = response == tokenizer.eos_token_id
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
     mask = (~after_eos).float()
     texts = tokenizer.batch_decode(response.masked_fill(after_eos, tokenizer.pad_token_id), skip_special_tokens=True)
-    return Rollout(seq, torch.cat([enc["attention_mask"], mask.long()], 1), mask, is_eos.any(1), texts, n_prompt)
+    seq = torch.cat([enc["input_ids"], response], 1)
+    attention = torch.cat([enc["attention_mask"], mask.long()], 1)
+    if sampler_logprobs is not None:
+        sampler_logprobs = sampler_logprobs * mask
+    return Rollout(seq, attention, mask, is_eos.any(1), texts, enc["input_ids"].shape[1], sampler_logprobs)
+
+
+def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout:
+    """Sample one completion per prompt with HF generate, at the training temperature with no
+    top-k/top-p, so the sampling distribution is exactly the one the log-probs are computed from."""
+    enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
+    with torch.no_grad():
+        seq = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                             max_new_tokens=cfg.response_length, pad_token_id=tokenizer.pad_token_id)
+    return make_rollout(tokenizer, enc, seq[:, enc["input_ids"].shape[1]:])
+
+
+class VLLMRollouts:
+    """The same rollouts from a vLLM engine (ladder.rollout): built once from the starting checkpoint,
+    the policy's current weights pushed into it (exactly, LoRA merged into copies) before each
+    step's sampling. It also returns the log-prob it sampled each token with, so the loop can log
+    the gap to the trainer's own log-probs: ~1e-6 when the sync is exact."""
+
+    def __init__(self, path: str, max_model_len: int, max_num_seqs: int, seed: int):
+        from ladder.rollout import build_engine
+
+        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed)
+
+    def __call__(self, model, tokenizer, prompts, cfg: PPOStageConfig, seeds: list[int]) -> Rollout:
+        from vllm import SamplingParams
+
+        from ladder.rollout import named_weights, push_weights
+
+        push_weights(self.llm, named_weights(model))
+        device = next(model.parameters()).device
+        enc = encode_prompts(tokenizer, prompts, device)
+        ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
+        params = [SamplingParams(temperature=cfg.temperature, top_k=-1, top_p=1.0, max_tokens=cfg.response_length,
+                                 seed=s, logprobs=0) for s in seeds]  # seeded per prompt: resumable
+        outs = [o.outputs[0] for o in self.llm.generate([{"prompt_token_ids": i} for i in ids], params,
+                                                        use_tqdm=False)]
+        width = max(len(o.token_ids) for o in outs)
+        response = torch.full((len(outs), width), tokenizer.pad_token_id, dtype=torch.long)
+        logprobs = torch.zeros(len(outs), width)
+        for i, o in enumerate(outs):
+            response[i, :len(o.token_ids)] = torch.tensor(o.token_ids)
+            logprobs[i, :len(o.token_ids)] = torch.tensor([lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)])
+        return make_rollout(tokenizer, enc, response.to(device), logprobs.to(device))
+
+    def close(self) -> None:
+        from ladder.rollout import close_engine
+
+        close_engine(self.llm)
 
 
 def response_logprobs(model, seq, attention, n_prompt: int, temperature: float):
@@ -330,6 +388,23 @@ def heldout(policy, tokenizer, rows, cfg) -> dict:
     return out
 
 
+def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRollouts:
+    """A vLLM engine sized for this run: context = longest prompt + response_length."""
+    from ladder.generation import build_prompt
+
+    path = cfg.model
+    if policy.config.vocab_size != AutoConfig.from_pretrained(cfg.model).vocab_size:
+        # the chat tokens were added here: vLLM loads from disk, so give it the resized checkpoint
+        path = str(Path(cfg.output_dir) / "rollout-start")
+        base = policy.get_base_model() if cfg.use_lora else policy
+        base.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    longest = max(len(tokenizer(build_prompt(tokenizer, p), add_special_tokens=False)["input_ids"])
+                  for p in ds["prompt"])
+    max_len = min(longest + cfg.response_length + 8, policy.config.max_position_embeddings)
+    return VLLMRollouts(path, max_len, cfg.per_device_train_batch_size, cfg.seed + rank)
+
+
 def train(cfg: PPOStageConfig) -> dict:
     setup_process()
     check_inputs(cfg)
@@ -366,6 +441,7 @@ def train(cfg: PPOStageConfig) -> dict:
         metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
 
     B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
+    sampler = start_vllm(cfg, policy, tokenizer, ds, rank) if cfg.rollout_backend == "vllm" else None
     max_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * len(ds) / (B * world))
     params = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
               {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate}]
@@ -394,7 +470,11 @@ def train(cfg: PPOStageConfig) -> dict:
         # 1. roll out, score, penalise answers that never end
         rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
         prompts = [r["prompt"] for r in rows]
-        ro = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, cfg)
+        if sampler is None:
+            ro = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, cfg)
+        else:
+            seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]
+            ro = sampler(accelerator.unwrap_model(policy), tokenizer, prompts, cfg, seeds)
         seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
         raw, parts = rewarder(prompts, ro.texts, rows)
         scores = M.eos_penalty(torch.tensor(raw, device=seq.device), ro.has_eos, cfg.missing_eos_penalty)
@@ -455,6 +535,8 @@ def train(cfg: PPOStageConfig) -> dict:
         bar.update(1)
         local = {"reward": scores.mean(), "kl": (kl * mask).sum(1).mean(), "length": mask.sum(1).mean(),
                  "no_eos": 1 - ro.has_eos.float().mean(),
+                 **({"sampler_logprob_gap": ((ro.sampler_logprobs - old_logprobs).abs() * mask).max()}
+                    if ro.sampler_logprobs is not None else {}),
                  **{k: torch.tensor(sum(v) / len(v)) for k, v in stats.items() if v},
                  **{k: torch.tensor(float(v)) for k, v in parts.items()}}
         keys = sorted(local)
@@ -491,6 +573,10 @@ def train(cfg: PPOStageConfig) -> dict:
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if sampler is not None:
+        # last: with several ranks vLLM shares (and on close destroys) the ranks' process group
+        sampler.close()
+        shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
     return metrics
 
 

@@ -12,19 +12,22 @@ The whole API:
     exact_vllm(trainer_module)             TRL trainers built inside use LadderVLLMGeneration
     LadderVLLMGeneration                   TRL's vLLM backend with all of the above on CPU
     WorkerExtension                        what a vLLM worker gains (engine arg worker_extension_cls)
-    cpu_env(threads)                       environment for a vLLM-CPU engine or server
+    cpu_env(threads)                       environment for a vLLM-CPU server's engine process
 
-Why not stock TRL colocate on CPU (measured on the project machine, see shared/notes/cpu-stack.md):
-  * TRL builds `LLM(...)` without a dtype, so vLLM runs an fp32 checkpoint in bf16. These CPUs only
-    emulate bf16: 4.6x slower, and its log-probs drift from the fp32 trainer by up to ~0.05, which
-    GRPO then either trains on or "corrects" with an extra importance-sampling forward.
-  * Without enforce_eager, vLLM compiles the model first: 46-110 s of start-up instead of 3-20 s.
-  * In fp32 vLLM-CPU prepacks every linear layer and deletes `layer.weight`, so TRL's sync
-    (`model.load_weights([(name, param)])` one tensor at a time) crashes: 'Parameter' object has no
-    attribute 'weight_loader'. vLLM's own `reload_weights(weights_iterator=...)` reloads a whole
-    checkpoint and re-runs the prepacking, which is exact (log-prob gap ~2e-6), except for one thing
-    found here: a lm_head tied to the embeddings keeps a packed copy of the OLD embedding (vLLM skips
-    `lm_head.*` when weights are tied), so it is re-packed after every reload (`_repack_tied_heads`).
+Why not stock TRL colocate on CPU (shared/notes/cpu-stack.md, and measured again for this module):
+  * TRL builds `LLM(...)` with no dtype: the engine runs in the checkpoint's dtype (bf16 for most hub
+    models) while the trainer runs fp32, so sampling log-probs drift from the trainer's by up to ~0.05,
+    which GRPO either trains on or "corrects" with an extra importance-sampling forward. On AVX2-only
+    CPUs bf16 is also emulated (4.6x slower); with AVX512-BF16 it is fast, but still not the policy.
+  * Without enforce_eager, vLLM compiles the model first: 46-110 s of start-up (44 s for an 11M model
+    here) instead of 3-10 s.
+  * Wherever vLLM-CPU prepacks linear weights for its kernels (fp32 always; bf16 too on CPUs with
+    AVX512-BF16/AMX) it deletes `layer.weight`, and TRL's sync (`model.load_weights([(name, param)])`,
+    one tensor at a time) crashes at the first step: 'Parameter' object has no attribute
+    'weight_loader'. vLLM's own `reload_weights(weights_iterator=...)` reloads a whole checkpoint and
+    re-runs the prepacking, which is exact (log-prob gap ~2e-6), but for one thing found here: a
+    lm_head tied to the embeddings keeps a packed copy of the OLD embedding (vLLM skips `lm_head.*`
+    when weights are tied; gap 0.38 after one noisy update), so it is re-packed after every reload.
   * vLLM-CPU spawns its engine process unless VLLM_ENABLE_V1_MULTIPROCESSING=0, which needs an
     `if __name__ == "__main__"` guard (pytest has none) and a second copy of the weights; in-process
     starts faster and lets the sync hand tensors over without copying them through a pipe.
@@ -64,10 +67,10 @@ def _cuda() -> bool:
 
 
 def cpu_env(threads: int | None = None) -> dict[str, str]:
-    """Environment for a vLLM-CPU engine: use `threads` cores (default: this process's share) and
-    reserve none of them. By default vLLM-CPU pins its worker to core 0 and reserves core 1 for its
-    scheduler: on a 2-core box that halves generation speed. Only the multiprocess engine (a server)
-    reads the binding; an in-process engine runs on the process's own torch threads."""
+    """Environment for a multiprocess vLLM-CPU engine (a server): use `threads` cores (default: this
+    process's share) and reserve none of them. By default vLLM-CPU pins its worker to core 0 and
+    reserves core 1 for its scheduler: on a 2-core box that halves generation speed. (An in-process
+    engine ignores these and runs on the process's own torch threads: see build_engine.)"""
     from ladder.runtime import setup_threads
 
     threads = threads or setup_threads()
@@ -108,14 +111,17 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
                   max_num_batched_tokens=max_num_batched_tokens or max(4096, max_model_len))
     if torch.distributed.is_available() and torch.distributed.is_initialized() \
             and torch.distributed.get_world_size() > 1:
-        kwargs["distributed_executor_backend"] = "external_launcher"
+        kwargs["distributed_executor_backend"] = "external_launcher"  # joins the ranks' process group
         os.environ.setdefault("RANK", str(torch.distributed.get_rank()))
-        os.environ.setdefault("LOCAL_RANK", os.environ.get("LOCAL_RANK", "0"))
+        os.environ.setdefault("LOCAL_RANK", "0")
     if not cuda:
         from transformers import AutoConfig
 
-        for key, value in cpu_env().items():
-            os.environ.setdefault(key, value)
+        from ladder.runtime import setup_threads
+
+        # In process, vLLM computes on this process's torch threads (its core-binding variables are
+        # read only by the multiprocess executor): they must be right before the engine freezes them.
+        setup_threads()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         kwargs.update(dtype="float32", enforce_eager=True,
                       kv_cache_memory_bytes=kv_cache_bytes(AutoConfig.from_pretrained(model), max_model_len,
@@ -152,7 +158,7 @@ def named_weights(model) -> Iterator[tuple[str, "torch.Tensor"]]:  # noqa: F821
 
     A peft model yields base weights with its active LoRA adapters merged into a COPY
     (W + B A * scale, computed per layer): TRL's own sync merges in place and unmerges afterwards,
-    which leaves rounding error in the trainer's weights after every sync. Adapter tensors are
+    and (W + d) - d is not W in floating point: the trainer's weights would drift a little per sync. Adapter tensors are
     skipped (vLLM's model has no such parameters), and a 4-bit (QLoRA) base is dequantised
     first since vLLM cannot load bitsandbytes tensors that way."""
     try:

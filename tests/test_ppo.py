@@ -95,6 +95,23 @@ def test_lora_policy_with_the_adapter_off_as_reference(tiny_run, tiny_sft, tmp_p
     assert not any("lora" in k for k in model.state_dict())
 
 
+@pytest.mark.slow
+def test_vllm_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
+    """rollout_backend: vllm samples from an engine the policy's weights are pushed into every step:
+    the log-probs vLLM sampled with match the trainer's own, also after the policy has changed."""
+    from ladder.rollout import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM is not installed")
+    out = tmp_path / "ppo_vllm"
+    assert ppo.main(["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"),
+                     "--output_dir", str(out), "--max_steps", "3", "--eval_samples", "0", "--learning_rate", "3e-4",
+                     "--rollout_backend", "vllm", *SHORT]) == 0
+    h = read_manifest(out)["history"]
+    assert h[-1]["kl"] != 0.0  # the policy moved away from the weights the engine started with
+    assert all(x["sampler_logprob_gap"] < 1e-3 for x in h), [x["sampler_logprob_gap"] for x in h]
+
+
 @pytest.fixture
 def foreign_rm(tiny_run, tmp_path):
     """A (random) reward model with a tokenizer of its own, unlike the policy's."""
@@ -137,6 +154,7 @@ def test_bad_inputs_fail_before_training(tiny_run, tiny_sft, tiny_rm, tmp_path):
         (["--reward_model", str(tiny_rm), "--load_in_4bit", "true"], "set use_lora: true"),
         (["--reward_model", str(tiny_rm), "--use_lora", "true", "--load_in_4bit", "true"], "QLoRA"),
         (["--reward_model", str(tiny_rm), "--kl_estimator", "k9"], "k1 or k3"),
+        (["--reward_model", str(tiny_rm), "--rollout_backend", "sglang"], "hf or vllm"),
         (["--reward_model", str(tiny_rm), "--per_device_train_batch_size", "10", "--num_mini_batches", "4"],
          "divisible"),
         (["--reward_model", str(tiny_rm), "--rewards", '["no_such_reward"]'], "no_such_reward"),

@@ -89,7 +89,8 @@ def test_grpo_trainer_sync_carries_lora_adapters(tiny_run, tiny_sft, tmp_path):
                                vllm_max_model_length=128, report_to="none", save_strategy="no")
     trainer = grpo.trainer_class()(model=AutoModelForCausalLM.from_pretrained(tiny_sft), reward_funcs=[format_reward],
                                    args=cfg, train_dataset=load_split(str(tiny_run / "data"), "rl", "train", limit=8),
-                                   processing_class=AutoTokenizer.from_pretrained(tiny_sft), peft_config=lora_config(cfg))
+                                   processing_class=AutoTokenizer.from_pretrained(tiny_sft),
+                                   peft_config=lora_config(cfg))
     llm = trainer.vllm_generation.llm
     try:
         model, seqs = trainer.model, sequences(tiny_sft)
@@ -157,10 +158,11 @@ def test_server_sync_is_exact(tiny_sft, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
-                               "--port", str(port), "--max_model_len", "128", "--threads", "1"],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
+                                   "--port", str(port), "--max_model_len", "128", "--threads", "1"],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
     try:
         client = VLLMClient(base_url=f"http://127.0.0.1:{port}", connection_timeout=400)
         seqs = sequences(tiny_sft, n=4)
@@ -177,9 +179,8 @@ def test_server_sync_is_exact(tiny_sft, tmp_path):
         out = client.generate(seqs[:2], n=3, max_tokens=8, temperature=1.0, logprobs=0)  # what GRPO calls
         assert len(out["completion_ids"]) == 6 and len(out["logprobs"][0]) == len(out["completion_ids"][0])
     finally:
-        server.terminate()
+        server.terminate()  # the API server shuts its engine processes down with it
         server.wait(60)
-        log.close()
 
 
 def test_vllm_serve_command_is_local_fp32_and_syncable(tiny_sft):

@@ -40,7 +40,9 @@ def test_ppo_raises_the_reward_model_score_on_heldout_prompts(tiny_run, tiny_sft
     assert metrics["after/rm_score_sampled"] > metrics["before/rm_score_sampled"] + 0.05
     assert mean([x["reward"] for x in h[-5:]]) > mean([x["reward"] for x in h[:5]])
     assert h[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the reference is the starting policy
-    assert max(abs(x["kl"]) for x in h) < 10.0  # nats per sequence (~20 tokens): bounded by the KL penalty
+    # bounded by the KL penalty: under 0.5 nats per token of the 32-token responses (a policy that
+    # runs away from the reference to exploit the reward model goes far past this)
+    assert max(abs(x["kl"]) for x in h) < 16.0
     assert list((out / "logs" / "ppo").glob("events.out.tfevents.*"))  # TensorBoard curves and samples
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,6 +82,23 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_run, tiny_sft, tmp_path):
     assert h_whole[1]["kl_coef"] != h_whole[0]["kl_coef"]  # the adaptive coefficient moved (and was restored)
     for a, b in zip(h_whole, h_cut):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+
+
+def test_critic_warmup_trains_only_the_critic(tiny_run, tiny_sft, tmp_path):
+    """During critic_warmup_steps the policy keeps its weights (KL to the reference stays 0) while the
+    critic, starting from a random value head, fits the returns."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "warm"
+    assert ppo.main(["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"), "--output_dir",
+                     str(out), "--max_steps", "3", "--critic_warmup_steps", "3", "--learning_rate", "1e-3",
+                     "--eval_samples", "0", *SHORT]) == 0
+    h = read_manifest(out)["history"]
+    assert all(x["kl"] == pytest.approx(0.0, abs=1e-5) for x in h)
+    assert h[-1]["vf_loss"] < h[0]["vf_loss"]
+    before, after = load_file(tiny_sft / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_lora_policy_with_the_adapter_off_as_reference(tiny_run, tiny_sft, tmp_path):

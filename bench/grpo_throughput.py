@@ -9,6 +9,9 @@ and the backends generate the same amount of text:
                 always; bf16 on CPUs with AVX512-BF16/AMX): 'Parameter' object has no attribute 'weight_loader'
   * trl-engine  the same with only the sync replaced by ladder's reload: what TRL's engine settings cost
   * ladder-vllm ladder.rollout: fp32, eager, in-process, exact sync, IS correction off (ratio would be 1)
+  * ladder-compiled  the same with vllm_enforce_eager=False: vLLM compiles the fp32 model (inductor) first
+With --rounds N every variant runs N times, in alternating order (ABC.. then ..CBA), and the table
+shows medians: on a shared machine that spreads other jobs' load over all variants alike.
 Then the reward side of a step, with ladder.rewards: math-verify checks/s and sandboxed code runs/s.
 
     python bench/grpo_throughput.py                                   # ~11M Llama built here
@@ -31,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm")
+VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm", "ladder-compiled")
 
 # Runs in a fresh process per variant: engines, threads and memory never leak between variants.
 RUN = r"""
@@ -58,7 +61,8 @@ if spec["variant"] in ("trl-vllm", "trl-engine"):
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
 else:
     from ladder import grpo
-    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
+    extra = {"vllm_enforce_eager": False} if spec["variant"] == "ladder-compiled" else {}
+    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **extra, **common)
     if vllm:
         cfg.vllm_max_model_length = grpo.longest_prompt(ds, tok) + spec["length"] + 8
     cls = grpo.trainer_class()
@@ -73,28 +77,32 @@ if spec["variant"] == "trl-engine":  # TRL's engine, only the sync swapped for l
         self.llm.reset_prefix_cache()
     VLLMGeneration.sync_weights = sync_weights
 
-class Steps(TrainerCallback):
-    times = []
-    def on_step_begin(self, *a, **k): self.t = time.perf_counter()
-    def on_step_end(self, *a, **k): self.times.append(time.perf_counter() - self.t)
+class Steps(TrainerCallback):  # wall and CPU seconds (this process: trainer and in-process engine)
+    times, cpu = [], []
+    def on_step_begin(self, *a, **k): self.t, self.c = time.perf_counter(), time.process_time()
+    def on_step_end(self, *a, **k):
+        self.times.append(time.perf_counter() - self.t)
+        self.cpu.append(time.process_time() - self.c)
 
 t0 = time.perf_counter()
 trainer = cls(model=model, reward_funcs=[format_reward], args=cfg, train_dataset=ds, processing_class=tok,
               callbacks=[Steps()])
 init_s = time.perf_counter() - t0
-calls = []  # (seconds, completion tokens) per rollout
+calls = []  # (seconds, completion tokens, CPU seconds) per rollout
 inner = trainer._generate_single_turn
 def timed(*a, **k):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = inner(*a, **k)
-    calls.append((time.perf_counter() - t, sum(len(c) for c in out[0])))  # out: (completion_ids, logprobs)
+    calls.append((time.perf_counter() - t, sum(len(c) for c in out[0]), time.process_time() - c))
     return out
 trainer._generate_single_turn = timed
 trainer.train()
 warm = calls[1:] or calls  # the first step warms caches and allocators: left out, like the first step time
 print("RESULT " + json.dumps({"init_s": init_s, "step_s": statistics.median(Steps.times[1:] or Steps.times),
-                              "rollout_s": statistics.median(s for s, _ in warm),
-                              "rollout_tok_s": sum(n for _, n in warm) / sum(s for s, _ in warm)}))
+                              "step_cpu_s": statistics.median(Steps.cpu[1:] or Steps.cpu),
+                              "rollout_s": statistics.median(s for s, _, _ in warm),
+                              "rollout_cpu_s": statistics.median(c for _, _, c in warm),
+                              "rollout_tok_s": sum(n for _, n, _ in warm) / sum(s for s, _, _ in warm)}))
 """
 
 
@@ -154,16 +162,43 @@ def reward_rates(n: int) -> dict:
     return rates
 
 
+def bf16_copy(model: Path, work: Path) -> Path:
+    """The checkpoint saved in bf16, as hub checkpoints are (SmolLM2, Qwen): what stock TRL's engine
+    then runs in. Every trainer still loads it in fp32 (the values are the same)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = work / f"{model.name}-bf16"
+    AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16).save_pretrained(out)
+    AutoTokenizer.from_pretrained(model).save_pretrained(out)
+    return out
+
+
+def cpu_name() -> str:
+    flags, name = "", "cpu"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and name == "cpu":
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    isa = "AMX+AVX512-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else \
+        "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({isa})"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default=None,
                    help="a local HF checkpoint (e.g. SmolLM2-135M-Instruct); default: a ~11M model built here")
+    p.add_argument("--bf16", action="store_true", help="run every variant on a bf16 copy of --model (as on the hub)")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--length", type=int, default=64)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--rounds", type=int, default=1, help="runs per variant, alternating the order; medians shown")
     p.add_argument("--reward_samples", type=int, default=200)
     args = p.parse_args()
 
@@ -175,28 +210,58 @@ def main():
                 "--rl_train", str(max(64, args.prompts * args.steps))])
     if args.model:
         model = Path(args.model)
+        if args.bf16:
+            model = bf16_copy(model, work)
     else:
         tok_stage.main(["--data", str(work / "data"), "--output_dir", str(work / "tok")])
         model = build_model(work)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model)
-    results = {v: run_variant(v, model, work / "data", args, work) for v in args.variants.split(",")}
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    loads = []
+    for r in range(args.rounds):
+        for v in variants if r % 2 == 0 else variants[::-1]:
+            loads.append(os.getloadavg()[0])
+            runs[v].append(run_variant(v, model, work / "data", args, work))
+            ok = "error" not in runs[v][-1]
+            print(f"round {r + 1} {v}: " + (f"step {runs[v][-1]['step_s']:.2f} s, {runs[v][-1]['step_cpu_s']:.2f} CPU s" if ok
+                                            else runs[v][-1]["error"]),
+                  flush=True)
+    loads.append(os.getloadavg()[0])
+    import statistics
+
+    results = {}
+    for v, rs in runs.items():
+        good = [x for x in rs if "error" not in x]
+        results[v] = {k: statistics.median(x[k] for x in good) for k in good[0]} if good else rs[0]
+        results[v]["n"] = len(good)
 
     base = results.get("hf", {})
-    print(f"\nmodel {model.name} ({config.num_hidden_layers} layers x {config.hidden_size}), {args.prompts} prompts x "
-          f"{args.generations} generations x {args.length} tokens, {args.steps} steps, {args.threads} threads, "
-          "one process per variant\n")
-    print("| rollout | start (s) | rollout tokens/s | x HF | rollout s/step | step s | x HF |")
-    print("|---|---|---|---|---|---|---|")
+    stock = next((results[v] for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), {})
+    stock_name = next((v for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), "-")
+    print(f"\nmodel {model.name} ({config.num_hidden_layers} layers x {config.hidden_size}, "
+          f"{str(getattr(config, 'dtype', None) or getattr(config, 'torch_dtype', '')).replace('torch.', '')} "
+          f"on disk), {args.prompts} prompts x {args.generations} generations x {args.length} tokens, "
+          f"{args.steps} steps, {args.threads} threads, one process per variant, {args.rounds} round(s) "
+          f"(medians); {cpu_name()}; load average {min(loads):.1f}-{max(loads):.1f} during the runs\n")
+    # Ratios from CPU seconds at one thread: on a busy machine wall time mostly measures the other jobs,
+    # while a single-threaded process's CPU time is what it would take alone. With more threads, wall time.
+    key = "step_cpu_s" if args.threads == 1 else "step_s"
+    print(f"speed-ups from {'CPU seconds per step (1 thread)' if key == 'step_cpu_s' else 'wall seconds per step'}\n")
+    print(f"| rollout | start (s) | rollout tokens/s | rollout s/step | rollout CPU s | step s | step CPU s | "
+          f"speed-up vs HF | vs {stock_name} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | failed ({r['error']}) | | | | | |")
+            print(f"| {name} | failed ({r['error']}) | | | | | | | |")
             continue
-        tok_ratio = r["rollout_tok_s"] / base["rollout_tok_s"] if "rollout_tok_s" in base else float("nan")
-        step_ratio = base["step_s"] / r["step_s"] if "step_s" in base else float("nan")
-        print(f"| {name} | {r['init_s']:.1f} | {r['rollout_tok_s']:,.0f} | {tok_ratio:.2f} | {r['rollout_s']:.2f} | "
-              f"{r['step_s']:.2f} | {step_ratio:.2f} |")
+        step_ratio = base[key] / r[key] if key in base else float("nan")
+        stock_ratio = stock[key] / r[key] if key in stock else float("nan")
+        print(f"| {name} | {r['init_s']:.1f} | {r['rollout_tok_s']:,.0f} | {r['rollout_s']:.2f} | "
+              f"{r['rollout_cpu_s']:.2f} | {r['step_s']:.2f} | {r['step_cpu_s']:.2f} | {step_ratio:.2f} | "
+              f"{stock_ratio:.2f} |")
     rates = reward_rates(args.reward_samples)
     print(f"\nrewards (ladder.rewards, main thread): math_accuracy {rates['math_checks_s']:,.0f} checks/s"
           + (f", code_accuracy {rates['code_runs_s']:,.1f} sandboxed runs/s" if "code_runs_s" in rates else

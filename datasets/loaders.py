@@ -3,7 +3,8 @@ and check that the columns the stage needs are there before any expensive work s
 
     load_split("runs/tiny/data", "sft", "train")      # built-in: runs/tiny/data/sft_train.jsonl
     load_split("my_prefs.parquet", "prefs")           # a local file (jsonl, json, parquet, csv)
-    load_split("openai/gsm8k", "rl", "test", name="main")   # a hub dataset
+    load_split("openai/gsm8k", "rl", "test", name="main")   # a hub dataset (known ids get their formatter)
+    load_split("my.jsonl", "rl", transform={"prompt": "question", "answer": "final"})   # see ladder.data.transforms
 """
 
 from __future__ import annotations
@@ -31,9 +32,15 @@ def _builtin_file(folder: Path, kind: str, split: str) -> Path:
 
 
 def load_split(source: str, kind: str, split: str = "train", *, name: str | None = None,
-               columns: list[str] | None = None, limit: int | None = None):
-    """A `datasets.Dataset` for one split of one kind of data, with its columns checked."""
+               columns: list[str] | None = None, limit: int | None = None, transform=None):
+    """A `datasets.Dataset` for one split of one kind of data, with its columns checked.
+
+    `transform` (ladder.data.transforms) maps the source's columns to the ones the stage reads: a built-in
+    formatter name, a {new: old} column map, 'file.py:fn' / 'module:fn', or 'none'. Without one, a known
+    hub id (openai/gsm8k, HuggingFaceH4/MATH-500, google-research-datasets/mbpp, ...) gets its formatter."""
     import datasets
+
+    from ladder.data import transforms
 
     if kind not in REQUIRED:
         raise LadderError(f"unknown data kind '{kind}' (one of {sorted(REQUIRED)})")
@@ -55,9 +62,13 @@ def load_split(source: str, kind: str, split: str = "train", *, name: str | None
             raise LadderError(f"{source}: could not load hub dataset split '{split}' "
                               f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         where = f"{source}[{split}]"
-    check_columns(ds, columns if columns is not None else REQUIRED[kind], where, kind)
+        if transform is None and kind in transforms.KINDS:
+            transform = transforms.default_for(source)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
+    if transform is not None:
+        ds = transforms.apply(ds, transform, kind, where)
+    check_columns(ds, columns if columns is not None else REQUIRED[kind], where, kind)
     return ds
 
 

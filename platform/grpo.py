@@ -26,7 +26,7 @@ from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, lora_config
 from ladder.rollout import vllm_available
-from ladder.runtime import cpu_training_defaults, has_cuda, setup_process
+from ladder.runtime import check_engine, cpu_training_defaults, has_cuda, say_rank, setup_process
 
 log = logging.getLogger("ladder.grpo")
 
@@ -56,7 +56,11 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
     # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
     vllm_importance_sampling_correction: bool | None = None
+    # CPU engine: False compiles the model (inductor) before the first rollout: a longer start, faster
+    # decoding, the same exact sync. None: ladder's choice (see ROLLOUT_BACKENDS). Ignored on CUDA.
+    vllm_enforce_eager: bool | None = None
     eval_samples: int = 200  # held-out prompts scored greedily before and after
+    heldout_every: int = 0  # also every this many steps (0: never): the curve in the manifest's history
     resume: bool = False
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/grpo"
@@ -116,6 +120,23 @@ class WatchRollouts(TrainerCallback):
                                "no learning signal (check the rewards, or sample with a higher temperature)")
 
 
+class HeldoutCurve(TrainerCallback):
+    """Greedy held-out accuracy every `every` steps (main process), for the learning curve.
+    Not under ZeRO-3, where the main process alone cannot see whole weights."""
+
+    def __init__(self, tokenizer, rows, every: int):
+        self.tokenizer, self.rows, self.every, self.points = tokenizer, rows, every, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps \
+                and state.is_world_process_zero and model is not None \
+                and not any(hasattr(p, "ds_id") for p in model.parameters()):
+            stats = heldout(model, self.tokenizer, self.rows)
+            self.points.append({"step": state.global_step, "heldout_accuracy": stats["accuracy"],
+                                "heldout_format_rate": stats["format_rate"]})
+            print(f"grpo: step {state.global_step} held-out accuracy {stats['accuracy']:.3f}", flush=True)
+
+
 def watch_constant(fn, num_generations: int, warn):
     """Wrap a reward so that, if it never varies inside any group, we say so once, by name."""
     import functools
@@ -169,7 +190,8 @@ def trainer_class():
 
     class GRPOTrainer(grpo_trainer.GRPOTrainer):
         def __init__(self, *args, **kwargs):
-            with rollout.exact_vllm(grpo_trainer):
+            cfg = kwargs.get("args", args[2] if len(args) > 2 else None)
+            with rollout.exact_vllm(grpo_trainer, enforce_eager=getattr(cfg, "vllm_enforce_eager", None)):
                 super().__init__(*args, **kwargs)
 
         def log(self, logs, start_time=None):
@@ -203,12 +225,25 @@ def completions_to_tensorboard(trainer, rows: int) -> None:
     writer.add_text("completions", "\n".join(lines), trainer.state.global_step)
 
 
+def whole_weights(model):
+    """Loaded under ZeRO-3, the model's weights are already split between the ranks (empty tensors
+    here): gather them for a plain forward pass (every rank must enter). Elsewhere: nothing to do."""
+    import contextlib
+
+    params = [p for p in model.parameters() if hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params)
+
+
 def train(cfg: GRPOStageConfig) -> dict:
     setup_process()
     from ladder import checkpoint
     from ladder.data.loaders import load_split
     from ladder.rewards import load_rewards, validate_rewards
-    from ladder.sft import last_checkpoint, load_tokenizer
+    from ladder.sft import last_checkpoint, load_tokenizer, unsharded
 
     ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
     fns, weights = load_rewards(cfg.rewards)
@@ -233,23 +268,29 @@ def train(cfg: GRPOStageConfig) -> dict:
             model.name_or_path = str(start)
     metrics = {}
     if test_rows:
-        metrics.update({f"before/{k}": v for k, v in heldout(model, tokenizer, test_rows).items()})
+        with whole_weights(model):
+            metrics.update({f"before/{k}": v for k, v in heldout(model, tokenizer, test_rows).items()})
     watch = WatchRollouts()
     fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
+    curve = HeldoutCurve(tokenizer, test_rows, cfg.heldout_every if test_rows else 0)
     trainer = trainer_class()(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
-                              callbacks=[watch], peft_config=lora_config(cfg))
+                              callbacks=[watch, curve], peft_config=lora_config(cfg))
+    check_engine(trainer.accelerator)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     history = [{"step": h["step"], "reward": h["reward"]} for h in trainer.state.log_history if "reward" in h]
     metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
                     "reward_first": history[0]["reward"] if history else None,
-                    "reward_last": history[-1]["reward"] if history else None})
-    model = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+                    "reward_last": history[-1]["reward"] if history else None,
+                    "world_size": trainer.accelerator.num_processes})
+    say_rank("grpo", trainer.accelerator, result.global_step)
+    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
     if trainer.accelerator.is_main_process:
+        model = model.merge_and_unload() if cfg.use_lora else model
         if test_rows:
             after = heldout(model, tokenizer, test_rows)
             metrics.update({f"after/{k}": v for k, v in after.items()})
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
-                          metrics=metrics, history=history)
+                          metrics=metrics, history=history + curve.points)
         print(f"grpo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     trainer.accelerator.wait_for_everyone()
     if cfg.use_vllm and getattr(trainer.vllm_generation, "llm", None) is not None:

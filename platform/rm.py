@@ -17,7 +17,7 @@ from trl import RewardConfig
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import cpu_training_defaults, setup_process
+from ladder.runtime import check_engine, cpu_training_defaults, say_rank, setup_process
 
 
 @dataclass
@@ -142,7 +142,7 @@ def train(cfg: RMStageConfig) -> dict:
     from trl import RewardTrainer
 
     from ladder import checkpoint
-    from ladder.sft import held_out_source, last_checkpoint, load_model, load_tokenizer, plain_model
+    from ladder.sft import held_out_source, last_checkpoint, load_model, load_tokenizer, plain_model, unsharded
 
     tokenizer, resized = load_tokenizer(cfg.model)
     train_ds = load_pairs(cfg.data, cfg.train_split, cfg, cfg.max_train_samples)
@@ -152,10 +152,14 @@ def train(cfg: RMStageConfig) -> dict:
     model = load_model(cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
+    check_engine(trainer.accelerator)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step}
-    model = plain_model(trainer.model, cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "world_size": trainer.accelerator.num_processes}
+    say_rank("rm", trainer.accelerator, result.global_step)
+    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
     if trainer.accelerator.is_main_process:
+        model = plain_model(model, cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
         if test_ds is not None:  # the model being saved, scored exactly as score() will read it
             metrics["pairwise_accuracy"] = pairwise_accuracy(model, tokenizer, test_ds)
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="rm", parent=cfg.model,

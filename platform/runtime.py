@@ -26,9 +26,24 @@ def use_gloo_on_cpu() -> None:
     `accelerate launch` with a multi-process config starts the ranks, but without
     ACCELERATE_USE_CPU each rank looks for a GPU, finds none and runs alone (world size 1),
     silently. Setting it here, before any Accelerator exists, gives real CPU DDP.
+
+    Not under DeepSpeed: accelerate only sets DeepSpeed up when it is *not* told to use the CPU
+    (with cpu=True it quietly runs plain DDP instead, while transformers still shards a ZeRO-3
+    model at load time: a crash). Without it, DeepSpeed's own CPU accelerator brings up gloo.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_visible():
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_visible() and requested_engine() != "DEEPSPEED":
         os.environ.setdefault("ACCELERATE_USE_CPU", "1")
+
+
+def process_group_kwargs() -> list:
+    """kwargs_handlers for a bare `Accelerator()`: under DeepSpeed without CUDA, name the gloo backend.
+    Without it accelerate gives each rank a world of 1 (DeepSpeed's process group exists, but
+    accelerate only counts it when it was told a backend), and the ranks would train unconnected."""
+    if requested_engine() != "DEEPSPEED" or _cuda_visible():
+        return []
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return [InitProcessGroupKwargs(backend="gloo")]
 
 
 def requested_engine() -> str | None:
@@ -41,7 +56,7 @@ def requested_engine() -> str | None:
 
 def check_engine(accelerator) -> None:
     """Refuse to pretend: if DeepSpeed/FSDP was requested but accelerate set up something else
-    (FSDP and a bare DeepSpeed loop fall back to plain DDP on CPU), or several processes were
+    (FSDP falls back to plain DDP on CPU), or several processes were
     launched but each one trains alone, say so instead of training."""
     from ladder.errors import LadderError
 
@@ -54,6 +69,20 @@ def check_engine(accelerator) -> None:
         raise LadderError(f"{wanted} was requested but accelerate set up {got} (this happens on CPU, where "
                           f"accelerate runs {wanted} as plain DDP); use a GPU, or accelerate_configs/cpu_ddp.yaml "
                           "to run several CPU processes")
+
+
+def engine_name(accelerator) -> str:
+    """What accelerate really set up: NO, MULTI_CPU, MULTI_GPU, FSDP, or DEEPSPEED ZeRO-<stage>."""
+    name = accelerator.distributed_type.value
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return f"{name} ZeRO-{plugin.zero_stage}" if plugin is not None else name
+
+
+def say_rank(stage: str, accelerator, steps: int) -> None:
+    """Every rank says it ran, in one world (a 2-process launch must show both lines); quiet alone."""
+    if accelerator.num_processes > 1:
+        print(f"{stage} rank {accelerator.process_index}/{accelerator.num_processes} ({engine_name(accelerator)}): "
+              f"{steps} steps", flush=True)
 
 
 def _cuda_visible() -> bool:
@@ -112,5 +141,11 @@ def cpu_training_defaults(args) -> None:
         return
     if getattr(args, "bf16", None) is None:
         args.bf16 = False
-    if hasattr(args, "use_cpu"):
+    if requested_engine() == "DEEPSPEED":
+        # use_cpu would turn DeepSpeed off; without a backend accelerate sees a world of 1 on every rank
+        if getattr(args, "ddp_backend", None) is None:
+            args.ddp_backend = "gloo"
+        if hasattr(args, "dataloader_pin_memory"):
+            args.dataloader_pin_memory = False
+    elif hasattr(args, "use_cpu"):
         args.use_cpu = True

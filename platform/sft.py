@@ -11,6 +11,8 @@ held-out loss, format rate and accuracy (`generate_answers` + `is_correct`, reus
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass, field
 
 from trl import SFTConfig
@@ -18,7 +20,7 @@ from trl import SFTConfig
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import cpu_training_defaults, setup_process
+from ladder.runtime import check_engine, cpu_training_defaults, say_rank, setup_process
 
 
 @dataclass
@@ -167,6 +169,60 @@ def plain_model(model, cfg, tokenizer, resized: bool, auto_class=None, **kwargs)
     return full.merge_and_unload()
 
 
+def is_zero3(trainer) -> bool:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
+@contextlib.contextmanager
+def zero3_off():
+    """Build models in this process alone: transformers partitions every model it builds (even a
+    head's inner `from_config`) between the ranks while a ZeRO-3 config is registered."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if ref is not None and ref() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(ref())
+
+
+def unsharded(trainer):
+    """The trained model, whole, for rank 0 to evaluate and save alone. Under ZeRO-3 each rank holds
+    only a shard of every weight: a forward pass on rank 0 alone would hang and a save would write
+    empty tensors. So every rank gathers the full weights (a collective: all ranks must call this)
+    and rank 0 gets a plain copy (no ZeRO hooks), the other ranks None. Elsewhere: trainer.model."""
+    if not is_zero3(trainer):
+        return trainer.model
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # full weights, on rank 0
+    if not trainer.accelerator.is_main_process:
+        return None
+    model = trainer.model
+    with zero3_off():  # a plain copy, not partitioned between the ranks as it is built
+        if hasattr(model, "peft_config"):  # a LoRA model: the same adapter on a plain copy of the base
+            from peft import get_peft_model
+
+            base = model.get_base_model()
+            copy = get_peft_model(type(base)(base.config), model.peft_config["default"])
+        else:
+            copy = type(model)(model.config)
+    dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
+    copy.to(device=trainer.accelerator.device, dtype=dtype)  # where and as the trained weights are
+    missing, unexpected = copy.load_state_dict(state, strict=False)
+    tied = {k for k in missing if getattr(copy.config, "tie_word_embeddings", False) and "lm_head" in k}
+    if set(missing) - tied or unexpected:
+        raise LadderError(f"gathering the ZeRO-3 model: missing {sorted(set(missing) - tied)[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}")
+    plain = copy.get_base_model() if hasattr(copy, "peft_config") else copy
+    if getattr(plain, "generation_config", None) is not None:  # a causal LM (not a reward model)
+        plain.generation_config = getattr(model, "generation_config", plain.generation_config)
+        # transformers' generate runs in lock-step with the other ranks whenever ZeRO-3 is on: not this copy
+        plain.generate = functools.partial(type(plain).generate, plain, synced_gpus=False)
+    return copy.train(model.training)
+
+
 def generate_answers(model, tokenizer, prompts, max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
     """Greedy completions for chat prompts (strings or message lists): batched, left-padded."""
     from ladder.generation import generate
@@ -232,6 +288,7 @@ def train(cfg: SFTStageConfig) -> dict:
     model = load_model(cfg, tokenizer, resized)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=test_ds,
                          processing_class=tokenizer, peft_config=lora_config(cfg))
+    check_engine(trainer.accelerator)
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
@@ -239,8 +296,11 @@ def train(cfg: SFTStageConfig) -> dict:
     if test_ds is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 
-    model = plain_model(trainer.model, cfg, tokenizer, resized)
+    metrics["world_size"] = trainer.accelerator.num_processes
+    say_rank("sft", trainer.accelerator, result.global_step)
+    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
     if trainer.accelerator.is_main_process:
+        model = plain_model(model, cfg, tokenizer, resized)
         if answers and cfg.eval_samples:
             metrics.update(answer_stats(model, tokenizer, test_chats, answers, cfg.eval_samples))
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="sft", parent=cfg.model,

@@ -17,7 +17,7 @@ from pathlib import Path
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
-from ladder.runtime import bf16_supported, check_engine, setup_process
+from ladder.runtime import bf16_supported, check_engine, process_group_kwargs, say_rank, setup_process
 
 
 @dataclass
@@ -101,6 +101,16 @@ class Metrics:
     seconds: float = 0.0
 
 
+def full_shape(p):
+    """A parameter's shape. Under DeepSpeed ZeRO-3 the local tensor is an empty shard (1-D): the
+    real shape is `ds_shape` (else weight decay would miss every matrix, and the count be 0)."""
+    return tuple(getattr(p, "ds_shape", p.shape))
+
+
+def count_params(model) -> int:
+    return sum(math.prod(full_shape(p)) for p in model.parameters())
+
+
 def evaluate(model, blocks, cfg, accelerator) -> float:
     import torch
 
@@ -127,7 +137,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     from transformers import AutoTokenizer
 
     from ladder.data.loaders import load_split
-    from ladder.pretrain.model import build_model, n_params
+    from ladder.pretrain.model import build_model
 
     # Check everything cheap before anything expensive.
     try:
@@ -150,6 +160,7 @@ def train(cfg: PretrainConfig) -> Metrics:
         mixed_precision=precision,
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_dir=str(Path(cfg.output_dir) / "logs"),
+        kwargs_handlers=process_group_kwargs(),
     )
     check_engine(accelerator)
     if accelerator.state.deepspeed_plugin is not None:
@@ -161,8 +172,8 @@ def train(cfg: PretrainConfig) -> Metrics:
     blocks = pack(tokenizer, train_texts, cfg.seq_len)
     eval_blocks = pack(tokenizer, eval_texts, cfg.seq_len)
     model = build_model(cfg.model, tokenizer, max_position_embeddings=max(512, cfg.seq_len), seed=cfg.seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for n, p in model.named_parameters() if len(full_shape(p)) >= 2]
+    no_decay = [p for n, p in model.named_parameters() if len(full_shape(p)) < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2), fused=False)
@@ -172,7 +183,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     step = checkpoint.load_latest_state(accelerator, cfg.output_dir) if cfg.resume else 0
 
     if accelerator.is_main_process:
-        accelerator.print(f"pretrain: {n_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
+        accelerator.print(f"pretrain: {count_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
                           f"{len(blocks)} blocks x {cfg.seq_len} tokens, {accelerator.num_processes} process(es) "
                           f"({accelerator.distributed_type.value}), precision {precision}")
     if cfg.report_to != "none":
@@ -236,6 +247,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     bar.close()
     metrics.seconds = time.time() - start
     metrics.tokens = tokens_per_step * step
+    say_rank("pretrain", accelerator, step)
     export(accelerator, model, tokenizer, cfg, metrics, step)
     accelerator.end_training()
     return metrics
@@ -251,7 +263,8 @@ def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics,
                               "eval_loss": metrics.eval_loss, "train_loss": metrics.train_loss, "steps": step,
                               "tokens": metrics.tokens, "seconds": round(metrics.seconds, 1),
                               "tokens_per_s": round(metrics.tokens / max(metrics.seconds, 1e-9)),
-                              "params": sum(p.numel() for p in unwrapped.parameters()),
+                              "params": count_params(unwrapped),
+                              "world_size": accelerator.num_processes,
                           })
         print(f"saved {cfg.output_dir} (eval loss {metrics.eval_loss:.4f})")
     accelerator.wait_for_everyone()

@@ -9,7 +9,6 @@ and the backends generate the same amount of text:
                 always; bf16 on CPUs with AVX512-BF16/AMX): 'Parameter' object has no attribute 'weight_loader'
   * trl-engine  the same with only the sync replaced by ladder's reload: what TRL's engine settings cost
   * ladder-vllm ladder.rollout: fp32, eager, in-process, exact sync, IS correction off (ratio would be 1)
-  * ladder-compiled  the same with vllm_enforce_eager=False: vLLM compiles the fp32 model (inductor) first
 With --rounds N every variant runs N times, in alternating order (ABC.. then ..CBA), and the table
 shows medians: on a shared machine that spreads other jobs' load over all variants alike.
 Then the reward side of a step, with ladder.rewards: math-verify checks/s and sandboxed code runs/s.
@@ -34,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm", "ladder-compiled")
+VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm")
 
 # Runs in a fresh process per variant: engines, threads and memory never leak between variants.
 RUN = r"""
@@ -61,8 +60,7 @@ if spec["variant"] in ("trl-vllm", "trl-engine"):
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
 else:
     from ladder import grpo
-    extra = {"vllm_enforce_eager": False} if spec["variant"] == "ladder-compiled" else {}
-    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **extra, **common)
+    cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
     if vllm:
         cfg.vllm_max_model_length = grpo.longest_prompt(ds, tok) + spec["length"] + 8
     cls = grpo.trainer_class()

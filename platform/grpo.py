@@ -56,9 +56,6 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
     # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
     vllm_importance_sampling_correction: bool | None = None
-    # CPU engine: False compiles the model (inductor) before the first rollout: a longer start, faster
-    # decoding, the same exact sync. None: ladder's choice (see ROLLOUT_BACKENDS). Ignored on CUDA.
-    vllm_enforce_eager: bool | None = None
     eval_samples: int = 200  # held-out prompts scored greedily before and after
     heldout_every: int = 0  # also every this many steps (0: never): the curve in the manifest's history
     resume: bool = False
@@ -190,8 +187,7 @@ def trainer_class():
 
     class GRPOTrainer(grpo_trainer.GRPOTrainer):
         def __init__(self, *args, **kwargs):
-            cfg = kwargs.get("args", args[2] if len(args) > 2 else None)
-            with rollout.exact_vllm(grpo_trainer, enforce_eager=getattr(cfg, "vllm_enforce_eager", None)):
+            with rollout.exact_vllm(grpo_trainer):
                 super().__init__(*args, **kwargs)
 
         def log(self, logs, start_time=None):

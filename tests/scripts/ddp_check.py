@@ -27,3 +27,5 @@ with open(os.environ["LADDER_DDP_OUT"], "a") as f:
     f.write(json.dumps({"rank": acc.process_index, "world": acc.num_processes,
                         "grad": grad.tolist(), "mean_local": gathered.mean(0).tolist(),
                         "local": local.tolist(), "backend": str(acc.state.backend)}) + "\n")
+acc.wait_for_everyone()
+acc.end_training()  # destroy the process group while both ranks are alive (an exit race can abort a rank)

@@ -16,6 +16,7 @@ run as `gradient_accumulation_steps` micro-batches (memory only: it does not cha
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -30,7 +31,7 @@ from transformers import AutoConfig, TrainingArguments
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import cpu_training_defaults, setup_process
+from ladder.runtime import cpu_training_defaults, say_rank, setup_process
 
 
 @dataclass
@@ -55,6 +56,13 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     response_length: int = 64
     temperature: float = 1.0
     rollout_backend: str = "hf"  # "hf" (transformers generate) or "vllm" (ladder.rollout, exact weight sync)
+    # vLLM: "colocate" (an engine in each training process) or "server" (a `ladder vllm-serve` elsewhere:
+    # other GPUs or another node; on CPU the same machine, synced through a file)
+    vllm_mode: str = "colocate"
+    vllm_server_base_url: str | None = None  # default http://{vllm_server_host}:{vllm_server_port}
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0  # seconds to wait for the server to come up
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.5
@@ -95,7 +103,9 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
                               f"by num_mini_batches x gradient_accumulation_steps ({micro})")
         if self.rollout_backend not in ("hf", "vllm"):
             raise LadderError(f"rollout_backend must be hf or vllm, got '{self.rollout_backend}'")
-        if self.rollout_backend == "vllm":
+        if self.vllm_mode not in ("colocate", "server"):
+            raise LadderError(f"vllm_mode must be colocate or server, got '{self.vllm_mode}'")
+        if self.rollout_backend == "vllm" and self.vllm_mode == "colocate":
             from ladder.rollout import vllm_available
 
             if not vllm_available():
@@ -173,14 +183,31 @@ class Critic(torch.nn.Module):
         return head(hidden).squeeze(-1)
 
 
+class ActorCritic(torch.nn.Module):
+    """The two trained models as one module, so that every engine wraps them as one: DeepSpeed builds
+    one engine per model (and one optimizer for it), and DDP syncs one module's gradients per backward.
+    One forward gives what an update needs: the response tokens' log-probs (and logits) and values."""
+
+    def __init__(self, policy, critic: Critic):
+        super().__init__()
+        self.policy, self.critic = policy, critic
+
+    def forward(self, seq, attention, n_prompt: int, temperature: float):
+        logprobs, logits = response_logprobs(self.policy, seq, attention, n_prompt, temperature)
+        values = self.critic(seq, attention)[:, n_prompt - 1:-1]  # V(state before each response token)
+        return logprobs, logits, values
+
+
 def load_actors(cfg: PPOStageConfig):
     """policy, reference (None with LoRA: the adapter is switched off instead), critic, tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ladder.sft import load_tokenizer
+    from ladder.sft import load_tokenizer, zero3_off
 
     tokenizer, resized = load_tokenizer(cfg.model)
-    policy = AutoModelForCausalLM.from_pretrained(cfg.model)
+    with zero3_off():  # whole models on every rank; under ZeRO-3 `prepare` shards the trained ones
+        policy = AutoModelForCausalLM.from_pretrained(cfg.model)
+        critic = AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1).eval()
     if resized:
         policy.resize_token_embeddings(len(tokenizer))
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -193,7 +220,6 @@ def load_actors(cfg: PPOStageConfig):
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
     # Dropout stays off (eval mode) throughout: the probability ratio must compare one function.
     policy.eval()
-    critic = AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1).eval()
     critic.config.pad_token_id = tokenizer.pad_token_id
     return policy, reference, Critic(critic), tokenizer
 
@@ -247,6 +273,23 @@ def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout
     return make_rollout(tokenizer, enc, seq[:, enc["input_ids"].shape[1]:])
 
 
+def prompt_ids(enc) -> list[list[int]]:
+    """The prompts' token ids without their left padding, as a vLLM engine takes them."""
+    return [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
+
+
+def sampled_rollout(tokenizer, enc, tokens: list[list[int]], logprobs: list[list[float]]) -> Rollout:
+    """Responses (token ids, and the log-prob each was sampled with) from a vLLM engine -> Rollout."""
+    device = enc["input_ids"].device
+    width = max(1, max(len(t) for t in tokens))
+    response = torch.full((len(tokens), width), tokenizer.pad_token_id, dtype=torch.long)
+    sampled = torch.zeros(len(tokens), width)
+    for i, (t, lp) in enumerate(zip(tokens, logprobs)):
+        response[i, :len(t)] = torch.tensor(t, dtype=torch.long)
+        sampled[i, :len(t)] = torch.tensor(lp, dtype=torch.float)
+    return make_rollout(tokenizer, enc, response.to(device), sampled.to(device))
+
+
 class VLLMRollouts:
     """The same rollouts from a vLLM engine (ladder.rollout): built once from the starting checkpoint,
     the policy's current weights pushed into it (exactly, LoRA merged into copies) before each
@@ -264,25 +307,63 @@ class VLLMRollouts:
         from ladder.rollout import named_weights, push_weights
 
         push_weights(self.llm, named_weights(model))
-        device = next(model.parameters()).device
-        enc = encode_prompts(tokenizer, prompts, device)
-        ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
+        enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
+        ids = prompt_ids(enc)
         params = [SamplingParams(temperature=cfg.temperature, top_k=-1, top_p=1.0, max_tokens=cfg.response_length,
                                  seed=s, logprobs=0) for s in seeds]  # seeded per prompt: resumable
         outs = [o.outputs[0] for o in self.llm.generate([{"prompt_token_ids": i} for i in ids], params,
                                                         use_tqdm=False)]
-        width = max(len(o.token_ids) for o in outs)
-        response = torch.full((len(outs), width), tokenizer.pad_token_id, dtype=torch.long)
-        logprobs = torch.zeros(len(outs), width)
-        for i, o in enumerate(outs):
-            response[i, :len(o.token_ids)] = torch.tensor(o.token_ids)
-            logprobs[i, :len(o.token_ids)] = torch.tensor([lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)])
-        return make_rollout(tokenizer, enc, response.to(device), logprobs.to(device))
+        return sampled_rollout(tokenizer, enc, [o.token_ids for o in outs],
+                               [[lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)] for o in outs])
 
     def close(self) -> None:
         from ladder.rollout import close_engine
 
         close_engine(self.llm)
+
+
+class ServerRollouts:
+    """The same rollouts from a `ladder vllm-serve` server on other devices or another node. Before each
+    step's sampling the main process pushes the policy's weights (CUDA: TRL's NCCL weight channel; CPU: a
+    safetensors file the server reloads, same machine only), then every rank sends its own prompts."""
+
+    def __init__(self, cfg: PPOStageConfig, accelerator):
+        import tempfile
+
+        from trl.generation.vllm_client import VLLMClient
+
+        self.accelerator, self.nccl = accelerator, torch.cuda.is_available()
+        url = cfg.vllm_server_base_url or f"http://{cfg.vllm_server_host}:{cfg.vllm_server_port}"
+        self.client = VLLMClient(base_url=url, connection_timeout=cfg.vllm_server_timeout)
+        if accelerator.is_main_process:
+            if self.nccl:
+                self.client.init_communicator(device=accelerator.device)
+            else:
+                self.sync_dir = tempfile.mkdtemp(prefix="ladder-ppo-sync-")
+        accelerator.wait_for_everyone()
+
+    def __call__(self, model, tokenizer, prompts, cfg: PPOStageConfig, seeds: list[int]) -> Rollout:
+        from ladder.rollout import named_weights, push_weights_to_server
+
+        if self.accelerator.is_main_process:
+            if self.nccl:
+                weights = list(named_weights(model))
+                meta = [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in weights]
+                self.client.update_named_params(meta, iter(weights))
+                self.client.reset_prefix_cache()
+            else:
+                push_weights_to_server(self.client.base_url, named_weights(model), self.sync_dir,
+                                       session=self.client.session)
+        self.accelerator.wait_for_everyone()  # no rank samples from the old weights
+        enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
+        out = self.client.generate(prompt_ids(enc), temperature=cfg.temperature, top_p=1.0, top_k=0,
+                                   max_tokens=cfg.response_length, logprobs=0,
+                                   generation_kwargs={"seed": seeds[0]})  # seeded per step and rank: resumable
+        return sampled_rollout(tokenizer, enc, out["completion_ids"], [[lp[0] for lp in row] for row in out["logprobs"]])
+
+    def close(self) -> None:
+        if self.accelerator.is_main_process and not self.nccl:
+            shutil.rmtree(self.sync_dir, ignore_errors=True)
 
 
 def response_logprobs(model, seq, attention, n_prompt: int, temperature: float):
@@ -412,6 +493,15 @@ def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRol
     return VLLMRollouts(path, max_len, cfg.per_device_train_batch_size, cfg.seed + rank)
 
 
+def whole_weights(module, zero3: bool):
+    """Under ZeRO-3, every weight of `module` in full while inside (all ranks must enter)."""
+    if not zero3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(module.parameters()))
+
+
 def train(cfg: PPOStageConfig) -> dict:
     setup_process()
     check_inputs(cfg)
@@ -424,6 +514,7 @@ def train(cfg: PPOStageConfig) -> dict:
     from ladder import ppo_math as M
     from ladder.data.loaders import load_split
     from ladder.runtime import check_engine
+    from ladder.sft import gathered_copy, is_zero3, zero3_off
 
     ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
     rewarder = Rewarder(cfg)
@@ -437,18 +528,29 @@ def train(cfg: PPOStageConfig) -> dict:
                               log_with="tensorboard" if tensorboard else None,
                               project_dir=str(Path(cfg.output_dir) / "logs"))
     check_engine(accelerator)
-    if accelerator.distributed_type.value in ("DEEPSPEED", "FSDP"):
-        # accelerate wraps one model per DeepSpeed engine / FSDP unit; PPO trains two (policy, critic)
-        raise LadderError(f"ppo runs on plain DDP (or one device); {accelerator.distributed_type.value} is not "
-                          "supported for its two trained models: use accelerate_configs/multi_gpu.yaml or cpu_ddp.yaml")
+    if accelerator.distributed_type.value == "FSDP":
+        # rollouts and reference passes call the policy outside the wrapped module's forward, where
+        # FSDP has not gathered the root's weights; DeepSpeed ZeRO-3 gathers per submodule
+        raise LadderError("ppo runs on DDP or DeepSpeed ZeRO-2/3, not FSDP: use accelerate_configs/zero3.yaml "
+                          "(or zero2.yaml / multi_gpu.yaml)")
+    deepspeed = accelerator.state.deepspeed_plugin
+    if deepspeed is not None:
+        # no dataloader goes through prepare(): tell DeepSpeed the micro-batch up front
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = \
+            cfg.per_device_train_batch_size // cfg.num_mini_batches // cfg.gradient_accumulation_steps
+    zero3 = is_zero3(accelerator)
     set_seed(cfg.seed)  # the critic's fresh head (critic_init: policy) starts the same everywhere
     policy, reference, critic, tokenizer = load_actors(cfg)
     metrics: dict = {}
     if test_rows and accelerator.is_main_process:
-        metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
+        with zero3_off():  # rank 0 alone generates: not in lock-step with the other ranks
+            metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
 
     B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
-    sampler = start_vllm(cfg, policy, tokenizer, ds, rank) if cfg.rollout_backend == "vllm" else None
+    sampler = None
+    if cfg.rollout_backend == "vllm":
+        sampler = ServerRollouts(cfg, accelerator) if cfg.vllm_mode == "server" else \
+            start_vllm(cfg, policy, tokenizer, ds, rank)
     max_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * len(ds) / (B * world))
     params = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
               {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate}]
@@ -458,7 +560,7 @@ def train(cfg: PPOStageConfig) -> dict:
     # Not prepared: accelerate would step a scheduler once per process; ours steps once per update.
     scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.get_warmup_steps(updates),
                               num_training_steps=updates)
-    policy, critic, optimizer = accelerator.prepare(policy, critic, optimizer)
+    model, optimizer = accelerator.prepare(ActorCritic(policy, critic), optimizer)
     if reference is not None:
         reference.to(accelerator.device)
     state = LoopState(cfg)
@@ -477,24 +579,25 @@ def train(cfg: PPOStageConfig) -> dict:
         # 1. roll out, score, penalise answers that never end
         rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
         prompts = [r["prompt"] for r in rows]
-        if sampler is None:
-            ro = generate_rollouts(accelerator.unwrap_model(policy), tokenizer, prompts, cfg)
+        actor = accelerator.unwrap_model(model).policy
+        if sampler is None:  # under ZeRO-3 transformers' generate runs in lock-step on all ranks
+            ro = generate_rollouts(actor, tokenizer, prompts, cfg)
         else:
             seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]
-            ro = sampler(accelerator.unwrap_model(policy), tokenizer, prompts, cfg, seeds)
+            with whole_weights(actor, zero3):  # the sync reads every weight in full
+                ro = sampler(actor, tokenizer, prompts, cfg, seeds)
         seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
         raw, parts = rewarder(prompts, ro.texts, rows)
         scores = M.eos_penalty(torch.tensor(raw, device=seq.device), ro.has_eos, cfg.missing_eos_penalty)
 
         # 2. old and reference log-probs, values -> per-token rewards -> advantages and returns
         with torch.no_grad():
-            old_logprobs, _ = response_logprobs(policy, seq, attention, n_prompt, cfg.temperature)
+            old_logprobs, _, old_values = model(seq, attention, n_prompt, cfg.temperature)
             if reference is not None:
                 ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
             else:
-                with accelerator.unwrap_model(policy).disable_adapter():
-                    ref_logprobs, _ = response_logprobs(policy, seq, attention, n_prompt, cfg.temperature)
-            old_values = critic(seq, attention)[:, n_prompt - 1:-1]  # V(state before each response token)
+                with actor.disable_adapter():
+                    ref_logprobs, _ = response_logprobs(actor, seq, attention, n_prompt, cfg.temperature)
             kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
             rewards = M.token_rewards(scores, kl, mask, state.kl_coef)
             if cfg.whiten_rewards:
@@ -508,10 +611,8 @@ def train(cfg: PPOStageConfig) -> dict:
         for _ in range(cfg.num_ppo_epochs):
             for mb_idx in torch.randperm(B).split(mb):
                 for idx in mb_idx.split(micro):
-                    with accelerator.accumulate(policy, critic):
-                        logprobs, logits = response_logprobs(policy, seq[idx], attention[idx], n_prompt,
-                                                             cfg.temperature)
-                        values = critic(seq[idx], attention[idx])[:, n_prompt - 1:-1]
+                    with accelerator.accumulate(model):
+                        logprobs, logits, values = model(seq[idx], attention[idx], n_prompt, cfg.temperature)
                         pg, pg_clip, approx_kl = M.policy_loss(logprobs, old_logprobs[idx], advantages[idx],
                                                                mask[idx], cfg.cliprange)
                         vf, vf_clip = M.value_loss(values, old_values[idx], returns[idx], mask[idx],
@@ -520,8 +621,9 @@ def train(cfg: PPOStageConfig) -> dict:
                         # expects a gradient for every parameter in every backward
                         pg_weight = 0.0 if step < cfg.critic_warmup_steps else 1.0
                         accelerator.backward(pg_weight * pg + cfg.vf_coef * vf)
-                        if accelerator.sync_gradients and cfg.max_grad_norm:
-                            # each model on its own: the critic's large early gradients must not shrink the policy's
+                        if accelerator.sync_gradients and cfg.max_grad_norm and deepspeed is None:
+                            # each model on its own: the critic's large early gradients must not shrink the
+                            # policy's (DeepSpeed clips all gradients together: its config's gradient_clipping)
                             for group in params:
                                 accelerator.clip_grad_norm_(group["params"], cfg.max_grad_norm)
                         optimizer.step()  # a no-op until the minibatch's last micro-batch
@@ -563,8 +665,7 @@ def train(cfg: PPOStageConfig) -> dict:
         if cfg.saves and step % cfg.save_steps == 0 and step < max_steps:
             checkpoint.save_state(accelerator, cfg.output_dir, step, cfg.keep_checkpoints)
     bar.close()
-    # every rank says it ran (a 2-process launch must show both)
-    print(f"ppo rank {rank}/{world}: {step} steps, {time.time() - start:.1f}s", flush=True)
+    say_rank("ppo", accelerator, step)  # every rank says it ran (a 2-process launch must show both)
 
     history = state.history
     metrics.update({"steps": step, "seconds": round(time.time() - start, 1),
@@ -572,12 +673,14 @@ def train(cfg: PPOStageConfig) -> dict:
                     "reward_last": history[-1]["reward"] if history else None,
                     "kl_last": history[-1]["kl"] if history else None,
                     "reward_model": cfg.reward_model, "world_size": world})
-    final = accelerator.unwrap_model(policy)
-    if cfg.use_lora:
+    # under ZeRO-3 every rank gathers the weights (a collective) and rank 0 gets a plain copy
+    final = gathered_copy(accelerator, model, policy, "policy.") if zero3 else accelerator.unwrap_model(model).policy
+    if cfg.use_lora and final is not None:
         final = final.merge_and_unload()
     if accelerator.is_main_process:
         if test_rows:
-            metrics.update({f"after/{k}": v for k, v in heldout(final, tokenizer, test_rows, cfg).items()})
+            with zero3_off():
+                metrics.update({f"after/{k}": v for k, v in heldout(final, tokenizer, test_rows, cfg).items()})
         checkpoint.export(cfg.output_dir, final, tokenizer, stage="ppo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history)
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")

@@ -169,8 +169,8 @@ def plain_model(model, cfg, tokenizer, resized: bool, auto_class=None, **kwargs)
     return full.merge_and_unload()
 
 
-def is_zero3(trainer) -> bool:
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+def is_zero3(accelerator) -> bool:
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     return plugin is not None and plugin.zero_stage == 3
 
 
@@ -194,12 +194,19 @@ def unsharded(trainer):
     only a shard of every weight: a forward pass on rank 0 alone would hang and a save would write
     empty tensors. So every rank gathers the full weights (a collective: all ranks must call this)
     and rank 0 gets a plain copy (no ZeRO hooks), the other ranks None. Elsewhere: trainer.model."""
-    if not is_zero3(trainer):
+    if not is_zero3(trainer.accelerator):
         return trainer.model
-    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # full weights, on rank 0
-    if not trainer.accelerator.is_main_process:
+    return gathered_copy(trainer.accelerator, trainer.model_wrapped, trainer.model)
+
+
+def gathered_copy(accelerator, wrapped, model, prefix: str = ""):
+    """Under ZeRO-3: every rank gathers `wrapped`'s full weights (a collective), rank 0 gets a plain
+    copy of `model` (the submodule under `prefix` in `wrapped`'s state dict, e.g. "policy.") holding
+    them, the other ranks None."""
+    state = accelerator.get_state_dict(wrapped)  # full weights, on rank 0
+    if not accelerator.is_main_process:
         return None
-    model = trainer.model
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     with zero3_off():  # a plain copy, not partitioned between the ranks as it is built
         if hasattr(model, "peft_config"):  # a LoRA model: the same adapter on a plain copy of the base
             from peft import get_peft_model
@@ -209,7 +216,7 @@ def unsharded(trainer):
         else:
             copy = type(model)(model.config)
     dtype = next((v.dtype for v in state.values() if v.is_floating_point()), None)
-    copy.to(device=trainer.accelerator.device, dtype=dtype)  # where and as the trained weights are
+    copy.to(device=accelerator.device, dtype=dtype)  # where and as the trained weights are
     missing, unexpected = copy.load_state_dict(state, strict=False)
     tied = {k for k in missing if getattr(copy.config, "tie_word_embeddings", False) and "lm_head" in k}
     if set(missing) - tied or unexpected:

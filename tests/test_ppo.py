@@ -131,6 +131,38 @@ def test_vllm_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
     assert all(x["sampler_logprob_gap"] < 1e-3 for x in h), [x["sampler_logprob_gap"] for x in h]
 
 
+@pytest.mark.slow
+def test_vllm_server_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
+    """vllm_mode: server: a `ladder vllm-serve` process samples; the policy's weights reach it before
+    every step (on CPU through a file it reloads), so its log-probs match the trainer's after updates."""
+    import socket
+
+    from ladder.rollout import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
+                                   "--port", str(port), "--max_model_len", "256", "--threads", "1"],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
+    try:
+        out = tmp_path / "ppo_server"
+        assert ppo.main(["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"),
+                         "--output_dir", str(out), "--max_steps", "3", "--eval_samples", "0", "--learning_rate",
+                         "3e-4", "--rollout_backend", "vllm", "--vllm_mode", "server", "--vllm_server_port", str(port),
+                         "--vllm_server_timeout", "400", *SHORT]) == 0
+    finally:
+        server.terminate()
+        server.wait(60)
+    h = read_manifest(out)["history"]
+    assert h[-1]["kl"] != 0.0  # the policy moved away from the weights the server started with
+    assert all(x["sampler_logprob_gap"] < 1e-3 for x in h), [x["sampler_logprob_gap"] for x in h]
+
+
 @pytest.fixture
 def foreign_rm(tiny_run, tmp_path):
     """A (random) reward model with a tokenizer of its own, unlike the policy's."""
@@ -199,7 +231,8 @@ def test_two_process_ppo_on_cpu(tiny_run, tiny_sft, tmp_path):
            "--max_steps", "2", "--eval_samples", "0", "--target_kl", "1e-9", *SHORT]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "ppo rank 0/2: 2 steps" in res.stdout and "ppo rank 1/2: 2 steps" in res.stdout, res.stdout[-2000:]
+    assert "ppo rank 0/2 (MULTI_CPU): 2 steps" in res.stdout and "ppo rank 1/2 (MULTI_CPU): 2 steps" in res.stdout, \
+        res.stdout[-2000:]
     m = read_manifest(out)
     assert m["metrics"]["world_size"] == 2
     assert [x["stopped_early"] for x in m["history"]] == [1.0, 1.0]

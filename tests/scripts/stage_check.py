@@ -110,11 +110,15 @@ def record(seen, argv, out) -> None:
 
     output_dir = Path(argv[argv.index("--output_dir") + 1])
     ids = AutoTokenizer.from_pretrained(output_dir)(TEXT, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    training = wrapped.training
-    wrapped.eval()
-    with torch.no_grad():  # the wrapped model: under ZeRO-3 every rank takes part in this forward
-        logits = wrapped(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
-    wrapped.train(training)
+    # the wrapped model (under ZeRO-3 every rank takes part in this forward); PPO trains its policy and
+    # critic as one module: there, the policy inside it (ZeRO-3 gathers each submodule as it runs)
+    inner = acc.unwrap_model(wrapped)
+    net = inner.policy if hasattr(inner, "policy") else wrapped
+    training = net.training
+    net.eval()
+    with torch.no_grad():
+        logits = net(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+    net.train(training)
     rank = acc.process_index
     info = {"rank": rank, "world": acc.num_processes, "engine": engine_name(acc), "batch": seen.get("batch"),
             "weights": weights, "zero3": zero3, "backend": str(acc.state.backend)}

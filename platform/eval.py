@@ -24,6 +24,9 @@ class EvalConfig:
     checkpoints: list[str] | str | None = None  # or these checkpoint dirs
     data: str | None = None  # held-out prompts with gold columns; default: the run's data dir
     data_name: str | None = None
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
     split: str = "test"
     limit: int | None = 200
     max_new_tokens: int = 64
@@ -74,10 +77,10 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     return stats
 
 
-def load_rows(data: str, split: str = "test", name=None, limit=None) -> list[dict]:
+def load_rows(data: str, split: str = "test", name=None, limit=None, transform=None) -> list[dict]:
     from ladder.data.loaders import load_split
 
-    return list(load_split(data, "rl", split, name=name, limit=limit))
+    return list(load_split(data, "rl", split, name=name, limit=limit, transform=transform))
 
 
 def resolve_backend(backend: str) -> str:
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     data = cfg.data or (str(run / "data") if run else None)
     if data is None:
         raise LadderError("eval: give --data (held-out prompts with gold answers)")
-    rows = load_rows(data, cfg.split, cfg.data_name, cfg.limit)
+    rows = load_rows(data, cfg.split, cfg.data_name, cfg.limit, cfg.data_transform)
     rm = cfg.reward_model or (str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None)
     backend = resolve_backend(cfg.backend)
     results = {}

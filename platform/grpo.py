@@ -48,6 +48,9 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     model: str = "runs/tiny/sft"
     data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
     data_name: str | None = None
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
     train_split: str = "train"
     test_split: str | None = "test"
     max_train_samples: int | None = None
@@ -241,12 +244,13 @@ def train(cfg: GRPOStageConfig) -> dict:
     from ladder.rewards import load_rewards, validate_rewards
     from ladder.sft import last_checkpoint, load_tokenizer, unsharded
 
-    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
+    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, transform=cfg.data_transform,
+                    limit=cfg.max_train_samples)
     fns, weights = load_rewards(cfg.rewards)
     validate_rewards(fns, sample_batch(ds))
     cfg.reward_weights = weights
     tokenizer, resized = load_tokenizer(cfg.model)
-    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name,
+    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, transform=cfg.data_transform,
                                 limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
     from transformers import AutoModelForCausalLM
 

@@ -43,6 +43,9 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     critic_init: str = "reward_model"  # reward_model, policy, or a checkpoint path
     data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
     data_name: str | None = None
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
     train_split: str = "train"
     test_split: str | None = "test"
     max_train_samples: int | None = None
@@ -359,7 +362,8 @@ class ServerRollouts:
         out = self.client.generate(prompt_ids(enc), temperature=cfg.temperature, top_p=1.0, top_k=0,
                                    max_tokens=cfg.response_length, logprobs=0,
                                    generation_kwargs={"seed": seeds[0]})  # seeded per step and rank: resumable
-        return sampled_rollout(tokenizer, enc, out["completion_ids"], [[lp[0] for lp in row] for row in out["logprobs"]])
+        logprobs = [[lp[0] for lp in row] for row in out["logprobs"]]
+        return sampled_rollout(tokenizer, enc, out["completion_ids"], logprobs)
 
     def close(self) -> None:
         if self.accelerator.is_main_process and not self.nccl:
@@ -516,11 +520,11 @@ def train(cfg: PPOStageConfig) -> dict:
     from ladder.runtime import check_engine
     from ladder.sft import gathered_copy, is_zero3, zero3_off
 
-    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, limit=cfg.max_train_samples)
+    split = functools.partial(load_split, cfg.data, "rl", name=cfg.data_name, transform=cfg.data_transform)
+    ds = split(cfg.train_split, limit=cfg.max_train_samples)
     rewarder = Rewarder(cfg)
     rewarder.validate(ds)
-    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, limit=cfg.eval_samples)) \
-        if cfg.test_split and cfg.eval_samples else []
+    test_rows = list(split(cfg.test_split, limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
 
     tensorboard = bool(cfg.report_to) and "none" not in cfg.report_to
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,

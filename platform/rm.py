@@ -25,6 +25,9 @@ class RMStageConfig(LoraOptions, RewardConfig):
     model: str = "runs/tiny/sft"
     data: str = "runs/tiny/data"  # built-in data dir, a pairs file, or a hub id
     data_name: str | None = None
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
     train_split: str = "train"
     test_split: str | None = "test"  # held-out pairs for pairwise accuracy
     test_data: str | None = None  # held-out pairs from elsewhere (default: data's test_split; a file has none)
@@ -67,7 +70,7 @@ def check_pairs(ds, where: str) -> None:
 def load_pairs(source: str, split: str, cfg: RMStageConfig, limit=None):
     from ladder.data.loaders import load_split
 
-    ds = load_split(source, "prefs", split, name=cfg.data_name, limit=limit)
+    ds = load_split(source, "prefs", split, name=cfg.data_name, transform=cfg.data_transform, limit=limit)
     check_pairs(ds, f"{source}[{split}]")
     keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
     return ds.select_columns(keep)

@@ -29,6 +29,9 @@ class SFTStageConfig(LoraOptions, SFTConfig):
     model: str = "runs/tiny/base"
     data: str = "runs/tiny/data"  # built-in data dir, a chat file (.jsonl/.parquet...), or a hub id
     data_name: str | None = None  # hub dataset config name
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
     train_split: str = "train"
     test_split: str | None = "test"  # held-out chat data for eval loss and the generation check
     test_data: str | None = None  # held-out chats from elsewhere (default: data's test_split; a file has none)
@@ -94,7 +97,7 @@ def load_chats(source: str, split: str, cfg: SFTStageConfig, tokenizer, limit=No
     from ladder.data.chat import check_lengths, to_messages
     from ladder.data.loaders import load_split
 
-    raw = load_split(source, "sft", split, name=cfg.data_name, limit=limit)
+    raw = load_split(source, "sft", split, name=cfg.data_name, transform=cfg.data_transform, limit=limit)
     where = f"{source}[{split}]"
     ds = to_messages(raw, where)
     check_lengths(ds, tokenizer, cfg.max_length, where)

@@ -40,13 +40,17 @@ class EvalConfig:
 
 
 def score_texts(texts: list[str], rows: list[dict]) -> dict:
-    """Accuracy / format / length of completions for RL-format rows (prompt, answer, numbers, target)."""
-    from ladder.rewards import countdown_accuracy, format_reward, math_accuracy
+    """Accuracy / format / length of completions for RL-format rows: each row is scored by the reward
+    its gold columns call for: `tests` (code_accuracy, in the sandbox), `answer` (math_accuracy), or
+    `numbers` + `target` (countdown_accuracy)."""
+    from ladder.rewards import code_accuracy, countdown_accuracy, format_reward, math_accuracy
 
-    cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target")}
+    cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target", "tests")}
+    code = code_accuracy(texts, tests=cols["tests"]) if any(t is not None for t in cols["tests"]) \
+        else [None] * len(texts)
     math = math_accuracy(texts, answer=cols["answer"])
     cd = countdown_accuracy(texts, numbers=cols["numbers"], target=cols["target"])
-    per_row = [m if m is not None else c for m, c in zip(math, cd)]
+    per_row = [c if c is not None else m if m is not None else d for c, m, d in zip(code, math, cd)]
     scored = [s for s in per_row if s is not None]
     return {
         "accuracy": sum(scored) / len(scored) if scored else None,

@@ -24,6 +24,15 @@ def test_accuracy_and_format_match_hand_checked_answers():
     assert s["n"] == 5 and s["mean_length"] == sum(map(len, TEXTS)) / 5
 
 
+def test_code_rows_are_run_against_their_tests():
+    """MBPP-style rows (a `tests` column) are scored by running the code in the sandbox."""
+    rows = [{"tests": ["assert add(2, 3) == 5"]}, {"tests": ["assert add(2, 3) == 5"]}, {"answer": "4"}]
+    texts = ["```python\ndef add(a, b):\n    return a + b\n```",
+             "```python\ndef add(a, b):\n    return a - b\n```",
+             "<think>2 + 2 = 4</think><answer>4</answer>"]
+    assert score_texts(texts, rows)["per_row"] == [1.0, 0.0, 1.0]
+
+
 def test_eval_matches_hand_checked_scores_end_to_end(tiny_run, tiny_sft):
     """Through the real CLI path: stats land in the manifest and agree with rescoring the samples."""
     from ladder.eval import main

@@ -99,3 +99,45 @@ def test_stage_on_two_processes(stage, engine, tiny_run, tiny_sft, tmp_path):
         logits = model(input_ids=memory["input_ids"]).logits
     assert logits.shape == memory["logits"].shape
     torch.testing.assert_close(logits, memory["logits"], atol=1e-5, rtol=0)
+
+
+RESUMES = [("pretrain", "zero3", 29625), ("ppo", "zero2", 29626)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,engine,port", RESUMES, ids=[f"{s}-{e}" for s, e, _ in RESUMES])
+def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_path):
+    """ladder's own loops save resumable states under DeepSpeed (every rank its shards) and `--resume`
+    continues a 2-process run from the newest one: the state saved at step 2 of a 3-step run takes a
+    second run on to step 4."""
+    if torch.cuda.is_available():
+        pytest.skip("CPU test")
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -e '.[dev]')")
+    out = tmp_path / "out"
+    args = stage_args(stage, engine, tiny_run, tiny_sft)
+    save = {"pretrain": "--save_every", "ppo": "--save_steps"}[stage]
+    args[args.index("--max_steps") + 1] = "3"
+    args = [*args, save, "2"] if save not in args else args[:args.index(save) + 1] + ["2"] + args[args.index(save) + 2:]
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env.update(OMP_NUM_THREADS="1")
+    cfg, *launch = CONFIGS[engine]
+    module = {"pretrain": "ladder.pretrain", "ppo": "ladder.ppo"}[stage]
+
+    def launch_stage(*extra):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "accelerate_configs" / cfg), *launch, "--main_process_port", str(port), "-m", module,
+               "--output_dir", str(out), *args, *extra]
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+        assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+        return res.stdout + res.stderr
+
+    launch_stage()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0000002"]
+    said = launch_stage("--resume", "true", "--max_steps", "4")
+    assert "at step 2" in said
+    for rank in (0, 1):
+        assert f"{stage} rank {rank}/2 ({ENGINES[engine]}): " in said
+    manifest = read_manifest(out)
+    assert manifest["metrics"]["steps"] == 4 and manifest["metrics"]["world_size"] == 2
+    if stage == "ppo":
+        assert [h["step"] for h in manifest["history"]] == [1, 2, 3, 4]

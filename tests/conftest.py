@@ -77,3 +77,30 @@ def tiny_rm(tiny_run, tiny_sft) -> Path:
                     "--num_train_epochs", "2", "--learning_rate", "2e-3", "--report_to", "none",
                     "--save_strategy", "no"]) == 0
     return out
+
+
+@pytest.fixture
+def vllm_server(tiny_sft, tmp_path):
+    """`ladder vllm-serve` for the tiny SFT model on a free local port (CPU, one thread): yields the
+    port, and stops the server (its engine processes with it) after the test."""
+    import socket
+    import subprocess
+    import sys
+
+    from ladder.rollout import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
+                                   "--port", str(port), "--max_model_len", "256", "--threads", "1"],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(60)

@@ -132,32 +132,14 @@ def test_vllm_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
 
 
 @pytest.mark.slow
-def test_vllm_server_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
+def test_vllm_server_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, vllm_server, tmp_path):
     """vllm_mode: server: a `ladder vllm-serve` process samples; the policy's weights reach it before
     every step (on CPU through a file it reloads), so its log-probs match the trainer's after updates."""
-    import socket
-
-    from ladder.rollout import vllm_available
-
-    if not vllm_available():
-        pytest.skip("vLLM is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
-                                   "--port", str(port), "--max_model_len", "256", "--threads", "1"],
-                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
-    try:
-        out = tmp_path / "ppo_server"
-        assert ppo.main(["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"),
-                         "--output_dir", str(out), "--max_steps", "3", "--eval_samples", "0", "--learning_rate",
-                         "3e-4", "--rollout_backend", "vllm", "--vllm_mode", "server", "--vllm_server_port", str(port),
-                         "--vllm_server_timeout", "400", *SHORT]) == 0
-    finally:
-        server.terminate()
-        server.wait(60)
+    out = tmp_path / "ppo_server"
+    assert ppo.main(["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"),
+                     "--output_dir", str(out), "--max_steps", "3", "--eval_samples", "0", "--learning_rate", "3e-4",
+                     "--rollout_backend", "vllm", "--vllm_mode", "server", "--vllm_server_port", str(vllm_server),
+                     "--vllm_server_timeout", "400", *SHORT]) == 0
     h = read_manifest(out)["history"]
     assert h[-1]["kl"] != 0.0  # the policy moved away from the weights the server started with
     assert all(x["sampler_logprob_gap"] < 1e-3 for x in h), [x["sampler_logprob_gap"] for x in h]

@@ -2,10 +2,6 @@
 LoRA adapters included, and the trainer's own weights are never touched by a sync."""
 
 import copy
-import os
-import socket
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -151,36 +147,24 @@ def test_lora_adapters_reach_vllm(engine, tiny_sft):
 
 @needs_vllm
 @pytest.mark.slow
-def test_server_sync_is_exact(tiny_sft, tmp_path):
+def test_server_sync_is_exact(tiny_sft, vllm_server, tmp_path):
     """`ladder vllm-serve` on CPU + sync through disk and /collective_rpc: same exactness as colocate."""
     from trl.generation.vllm_client import VLLMClient
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
-                                   "--port", str(port), "--max_model_len", "128", "--threads", "1"],
-                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
-    try:
-        client = VLLMClient(base_url=f"http://127.0.0.1:{port}", connection_timeout=400)
-        seqs = sequences(tiny_sft, n=4)
+    client = VLLMClient(base_url=f"http://127.0.0.1:{vllm_server}", connection_timeout=400)
+    seqs = sequences(tiny_sft, n=4)
 
-        def served():
-            out = client.get_sequence_logprobs(seqs, [1] * len(seqs), top_logprobs=1)["actual_logprobs"]
-            return [[step[0] for step in row] for row in out]
+    def served():
+        out = client.get_sequence_logprobs(seqs, [1] * len(seqs), top_logprobs=1)["actual_logprobs"]
+        return [[step[0] for step in row] for row in out]
 
-        model = AutoModelForCausalLM.from_pretrained(tiny_sft)
-        one_step(model, seqs)
-        assert max_gap(served(), trainer_logprobs(model, seqs)) > 1e-2
-        rollout.push_weights_to_server(client.base_url, rollout.named_weights(model), tmp_path / "sync")
-        assert max_gap(served(), trainer_logprobs(model, seqs)) < 1e-4
-        out = client.generate(seqs[:2], n=3, max_tokens=8, temperature=1.0, logprobs=0)  # what GRPO calls
-        assert len(out["completion_ids"]) == 6 and len(out["logprobs"][0]) == len(out["completion_ids"][0])
-    finally:
-        server.terminate()  # the API server shuts its engine processes down with it
-        server.wait(60)
+    model = AutoModelForCausalLM.from_pretrained(tiny_sft)
+    one_step(model, seqs)
+    assert max_gap(served(), trainer_logprobs(model, seqs)) > 1e-2
+    rollout.push_weights_to_server(client.base_url, rollout.named_weights(model), tmp_path / "sync")
+    assert max_gap(served(), trainer_logprobs(model, seqs)) < 1e-4
+    out = client.generate(seqs[:2], n=3, max_tokens=8, temperature=1.0, logprobs=0)  # what GRPO calls
+    assert len(out["completion_ids"]) == 6 and len(out["logprobs"][0]) == len(out["completion_ids"][0])
 
 
 def test_vllm_serve_command_is_local_fp32_and_syncable(tiny_sft):

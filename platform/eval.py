@@ -46,8 +46,7 @@ def score_texts(texts: list[str], rows: list[dict]) -> dict:
     from ladder.rewards import code_accuracy, countdown_accuracy, format_reward, math_accuracy
 
     cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target", "tests")}
-    code = code_accuracy(texts, tests=cols["tests"]) if any(t is not None for t in cols["tests"]) \
-        else [None] * len(texts)
+    code = code_accuracy(texts, tests=cols["tests"])  # None (and nothing run) for rows without tests
     math = math_accuracy(texts, answer=cols["answer"])
     cd = countdown_accuracy(texts, numbers=cols["numbers"], target=cols["target"])
     per_row = [c if c is not None else m if m is not None else d for c, m, d in zip(code, math, cd)]

@@ -565,6 +565,7 @@ def train(cfg: PPOStageConfig) -> dict:
     scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.get_warmup_steps(updates),
                               num_training_steps=updates)
     model, optimizer = accelerator.prepare(ActorCritic(policy, critic), optimizer)
+    actor = accelerator.unwrap_model(model).policy  # the policy inside whatever engine wraps the module
     if reference is not None:
         reference.to(accelerator.device)
     state = LoopState(cfg)
@@ -583,7 +584,6 @@ def train(cfg: PPOStageConfig) -> dict:
         # 1. roll out, score, penalise answers that never end
         rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
         prompts = [r["prompt"] for r in rows]
-        actor = accelerator.unwrap_model(model).policy
         if sampler is None:  # under ZeRO-3 transformers' generate runs in lock-step on all ranks
             ro = generate_rollouts(actor, tokenizer, prompts, cfg)
         else:
@@ -678,7 +678,7 @@ def train(cfg: PPOStageConfig) -> dict:
                     "kl_last": history[-1]["kl"] if history else None,
                     "reward_model": cfg.reward_model, "world_size": world})
     # under ZeRO-3 every rank gathers the weights (a collective) and rank 0 gets a plain copy
-    final = gathered_copy(accelerator, model, policy, "policy.") if zero3 else accelerator.unwrap_model(model).policy
+    final = gathered_copy(accelerator, model, policy, "policy.") if zero3 else actor
     if cfg.use_lora and final is not None:
         final = final.merge_and_unload()
     if accelerator.is_main_process:

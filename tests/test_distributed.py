@@ -117,7 +117,7 @@ def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_pa
     args = stage_args(stage, engine, tiny_run, tiny_sft)
     save = {"pretrain": "--save_every", "ppo": "--save_steps"}[stage]
     args[args.index("--max_steps") + 1] = "3"
-    args = [*args, save, "2"] if save not in args else args[:args.index(save) + 1] + ["2"] + args[args.index(save) + 2:]
+    args[args.index(save) + 1] = "2"
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
     env.update(OMP_NUM_THREADS="1")
     cfg, *launch = CONFIGS[engine]

@@ -337,7 +337,11 @@ class ServerRollouts:
 
         self.accelerator, self.nccl = accelerator, torch.cuda.is_available()
         url = cfg.vllm_server_base_url or f"http://{cfg.vllm_server_host}:{cfg.vllm_server_port}"
-        self.client = VLLMClient(base_url=url, connection_timeout=cfg.vllm_server_timeout)
+        try:
+            self.client = VLLMClient(base_url=url, connection_timeout=cfg.vllm_server_timeout)
+        except OSError:  # refused or timed out (requests' and the builtin ConnectionError are both OSErrors)
+            raise LadderError(f"vllm_mode server: no vLLM server answers at {url} after {cfg.vllm_server_timeout:g} s "
+                              "(start one with `ladder vllm-serve --model <policy>`)") from None
         if accelerator.is_main_process:
             if self.nccl:
                 self.client.init_communicator(device=accelerator.device)
@@ -543,6 +547,8 @@ def train(cfg: PPOStageConfig) -> dict:
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = \
             cfg.per_device_train_batch_size // cfg.num_mini_batches // cfg.gradient_accumulation_steps
     zero3 = is_zero3(accelerator)
+    # a server that is not there fails here, before any model is loaded
+    server = ServerRollouts(cfg, accelerator) if cfg.rollout_backend == "vllm" and cfg.vllm_mode == "server" else None
     set_seed(cfg.seed)  # the critic's fresh head (critic_init: policy) starts the same everywhere
     policy, reference, critic, tokenizer = load_actors(cfg)
     metrics: dict = {}
@@ -551,10 +557,7 @@ def train(cfg: PPOStageConfig) -> dict:
             metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
 
     B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
-    sampler = None
-    if cfg.rollout_backend == "vllm":
-        sampler = ServerRollouts(cfg, accelerator) if cfg.vllm_mode == "server" else \
-            start_vllm(cfg, policy, tokenizer, ds, rank)
+    sampler = server or (start_vllm(cfg, policy, tokenizer, ds, rank) if cfg.rollout_backend == "vllm" else None)
     max_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * len(ds) / (B * world))
     params = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
               {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate}]

@@ -20,6 +20,14 @@ SHORT = ["--per_device_train_batch_size", "16", "--num_mini_batches", "2", "--re
 FORMAT_ONLY = ["--reward_model", "null", "--critic_init", "policy", "--rewards", '["format_reward"]']
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def mean(xs):
     return sum(xs) / len(xs)
 
@@ -188,6 +196,8 @@ def test_bad_inputs_fail_before_training(tiny_run, tiny_sft, tiny_rm, tmp_path):
         (["--reward_model", str(tiny_rm), "--use_lora", "true", "--load_in_4bit", "true"], "QLoRA"),
         (["--reward_model", str(tiny_rm), "--kl_estimator", "k9"], "k1 or k3"),
         (["--reward_model", str(tiny_rm), "--rollout_backend", "sglang"], "hf or vllm"),
+        (["--reward_model", str(tiny_rm), "--rollout_backend", "vllm", "--vllm_mode", "server", "--vllm_server_port",
+          str(free_port()), "--vllm_server_timeout", "1"], "no vLLM server answers"),
         (["--reward_model", str(tiny_rm), "--per_device_train_batch_size", "10", "--num_mini_batches", "4"],
          "divisible"),
         (["--reward_model", str(tiny_rm), "--rewards", '["no_such_reward"]'], "no_such_reward"),

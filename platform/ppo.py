@@ -50,8 +50,9 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     test_split: str | None = "test"
     max_train_samples: int | None = None
     eval_samples: int = 100  # held-out prompts answered greedily before and after (accuracy, RM score)
-    # sampled answers per held-out prompt for rm_score_sampled: one sample per prompt leaves the mean
-    # RM score noisy (sd/sqrt(n) ~0.2 on the tiny ladder's 64 prompts), larger than the gains to see
+    # sampled answers per held-out prompt (accuracy_sampled, rm_score_sampled): one sample per prompt
+    # leaves the mean RM score noisy (sd/sqrt(n) ~0.2 on the tiny ladder's 64 prompts), larger than
+    # the gains to see
     eval_generations: int = 4
     # PPO
     num_ppo_epochs: int = 2
@@ -465,22 +466,27 @@ def shuffled(n: int, seed: int) -> list[int]:
 
 
 def heldout(policy, tokenizer, rows, cfg) -> dict:
-    """Greedy answers to held-out prompts: accuracy, format rate, RM score; and with a reward model,
-    the RM score of samples at the training temperature (what PPO optimises: greedy answers of a
-    SFT model often already sit at the reward model's ceiling)."""
-    from ladder.eval import evaluate_model
+    """Greedy answers to held-out prompts: accuracy, format rate, RM score; and `eval_generations`
+    samples per prompt at the training temperature (what PPO optimises: greedy answers of an SFT model
+    often already sit at the reward model's ceiling): their accuracy and, with a reward model, RM score."""
+    from ladder.eval import evaluate_model, score_texts
     from ladder.generation import generate
 
     stats = evaluate_model(policy, tokenizer, rows, chat=True, max_new_tokens=cfg.response_length,
                            reward_model=cfg.reward_model)
     out = {k: stats[k] for k in ("accuracy", "format_rate", "rm_score") if stats.get(k) is not None}
-    if cfg.reward_model:
-        from ladder.rm import score
-
-        prompts = [r["prompt"] for r in rows] * max(1, cfg.eval_generations)
+    if cfg.eval_generations > 0:
+        rows = rows * cfg.eval_generations
+        prompts = [r["prompt"] for r in rows]
         texts = generate(policy, tokenizer, prompts, max_new_tokens=cfg.response_length,
                          temperature=cfg.temperature, seed=cfg.seed)
-        out["rm_score_sampled"] = sum(score(cfg.reward_model, prompts, texts)) / len(texts)
+        accuracy = score_texts(texts, rows)["accuracy"]
+        if accuracy is not None:
+            out["accuracy_sampled"] = accuracy
+        if cfg.reward_model:
+            from ladder.rm import score
+
+            out["rm_score_sampled"] = sum(score(cfg.reward_model, prompts, texts)) / len(texts)
     return out
 
 

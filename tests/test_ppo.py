@@ -46,6 +46,7 @@ def test_ppo_raises_the_reward_model_score_on_heldout_prompts(tiny_run, tiny_sft
           f"{metrics['after/rm_score']:.3f}; KL max {max(x['kl'] for x in h):.2f}")
     assert m["stage"] == "ppo" and m["parent"] == str(tiny_sft) and metrics["reward_model"] == str(tiny_rm)
     assert metrics["after/rm_score_sampled"] > metrics["before/rm_score_sampled"] + 0.05
+    assert 0 <= metrics["before/accuracy_sampled"] <= 1 and 0 <= metrics["after/accuracy_sampled"] <= 1
     assert mean([x["reward"] for x in h[-5:]]) > mean([x["reward"] for x in h[:5]])
     assert h[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the reference is the starting policy
     # bounded by the KL penalty: under 0.5 nats per token of the 32-token responses (a policy that

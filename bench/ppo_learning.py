@@ -63,18 +63,14 @@ def score_checkpoint(path: Path, rows: list[dict], rm: Path, max_new_tokens: int
     sample per prompt leaves the RM score's mean noisier than the gains to see): accuracy, RM score."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ladder.eval import evaluate_model, score_texts
-    from ladder.generation import generate
-    from ladder.rm import score
+    from ladder.eval import evaluate_model, evaluate_sampled
 
     model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     greedy = evaluate_model(model, tok, rows, max_new_tokens=max_new_tokens, reward_model=str(rm))
-    rows = rows * samples
-    prompts = [r["prompt"] for r in rows]
-    sampled = generate(model, tok, prompts, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed)
+    sampled = evaluate_sampled(model, tok, rows, samples=samples, temperature=1.0, max_new_tokens=max_new_tokens,
+                               seed=seed, reward_model=str(rm))
     return {"accuracy": greedy["accuracy"], "rm_greedy": greedy["rm_score"],
-            "accuracy_sampled": score_texts(sampled, rows)["accuracy"],
-            "rm_sampled": sum(score(str(rm), prompts, sampled)) / len(sampled)}
+            "accuracy_sampled": sampled["accuracy_sampled"], "rm_sampled": sampled["rm_score_sampled"]}
 
 
 def main():

@@ -80,6 +80,27 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     return stats
 
 
+def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
+                     max_new_tokens: int = 64, seed: int = 0, reward_model: str | None = None) -> dict:
+    """`samples` answers per held-out row at `temperature`: their accuracy (`accuracy_sampled`) and, with
+    a reward model, mean score (`rm_score_sampled`). What RL moves: greedy answers of an SFT model often
+    already sit at the reward model's ceiling."""
+    from ladder.generation import generate
+
+    rows = rows * samples
+    prompts = [r["prompt"] for r in rows]
+    texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    out = {}
+    accuracy = score_texts(texts, rows)["accuracy"]
+    if accuracy is not None:
+        out["accuracy_sampled"] = accuracy
+    if reward_model:
+        from ladder.rm import score
+
+        out["rm_score_sampled"] = sum(score(reward_model, prompts, texts)) / len(texts)
+    return out
+
+
 def load_rows(data: str, split: str = "test", name=None, limit=None, transform=None) -> list[dict]:
     from ladder.data.loaders import load_split
 

@@ -467,26 +467,16 @@ def shuffled(n: int, seed: int) -> list[int]:
 
 def heldout(policy, tokenizer, rows, cfg) -> dict:
     """Greedy answers to held-out prompts: accuracy, format rate, RM score; and `eval_generations`
-    samples per prompt at the training temperature (what PPO optimises: greedy answers of an SFT model
-    often already sit at the reward model's ceiling): their accuracy and, with a reward model, RM score."""
-    from ladder.eval import evaluate_model, score_texts
-    from ladder.generation import generate
+    samples per prompt at the training temperature: their accuracy and, with a reward model, RM score."""
+    from ladder.eval import evaluate_model, evaluate_sampled
 
     stats = evaluate_model(policy, tokenizer, rows, chat=True, max_new_tokens=cfg.response_length,
                            reward_model=cfg.reward_model)
     out = {k: stats[k] for k in ("accuracy", "format_rate", "rm_score") if stats.get(k) is not None}
     if cfg.eval_generations > 0:
-        rows = rows * cfg.eval_generations
-        prompts = [r["prompt"] for r in rows]
-        texts = generate(policy, tokenizer, prompts, max_new_tokens=cfg.response_length,
-                         temperature=cfg.temperature, seed=cfg.seed)
-        accuracy = score_texts(texts, rows)["accuracy"]
-        if accuracy is not None:
-            out["accuracy_sampled"] = accuracy
-        if cfg.reward_model:
-            from ladder.rm import score
-
-            out["rm_score_sampled"] = sum(score(cfg.reward_model, prompts, texts)) / len(texts)
+        out.update(evaluate_sampled(policy, tokenizer, rows, samples=cfg.eval_generations,
+                                    temperature=cfg.temperature, max_new_tokens=cfg.response_length,
+                                    seed=cfg.seed, reward_model=cfg.reward_model))
     return out
 
 

@@ -1,7 +1,9 @@
 """`ladder data`: generate the built-in tasks in every format, with disjoint train/test splits.
 
-The held-out problems are drawn first; every training text is then drawn excluding their keys,
-so no test problem appears in any training text (a test checks it).
+The held-out problems are drawn first, from `test_levels` (by default two-digit problems only);
+every training text is then drawn from `levels` excluding their keys, so no test problem appears
+in any training text (a test checks it), while every one-digit fact the test problems are made of
+is trained: the held-out set tests what generalises, not facts no model could have seen.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ SPLITS = ["corpus_train", "corpus_test", "sft_train", "sft_test", "prefs_train",
 class DataConfig:
     output_dir: str = "runs/tiny/data"
     seed: int = 0
+    # training problems: levels drawn uniformly from this list (repeat one to weigh it: [1, 2, 2, 2])
     levels: list[int] = field(default_factory=lambda: [1, 2])
+    test_levels: list[int] = field(default_factory=lambda: [2])  # held-out problems
     ops: str = "+-*"
-    countdown_fraction: float = 0.1  # share of countdown problems in every split
+    # share of answers that work the problem out in steps, the rest answer at once: in the pretraining
+    # corpus (textbooks show their working) and in the chat data (SFT replies, preference pairs)
+    corpus_steps_fraction: float = 0.7
+    steps_fraction: float = 0.2
+    countdown_fraction: float = 0.0  # share of countdown problems in every split
     countdown_numbers: int = 3
     corpus_docs: int = 20000  # pretraining documents
     problems_per_doc: int = 4
@@ -40,42 +48,49 @@ class DataConfig:
     def __post_init__(self):
         if self.format not in ("jsonl", "parquet"):
             raise LadderError(f"data format must be 'jsonl' or 'parquet', got '{self.format}'")
-        bad = [lv for lv in self.levels if lv not in arithmetic.LEVELS]
-        if bad:
-            raise LadderError(f"levels: unknown level {bad[0]} (known: {sorted(arithmetic.LEVELS)})")
-        if not 0 <= self.countdown_fraction <= 1:
-            raise LadderError("countdown_fraction must be between 0 and 1")
+        for name in ("levels", "test_levels"):
+            bad = [lv for lv in getattr(self, name) if lv not in arithmetic.LEVELS]
+            if bad or not getattr(self, name):
+                raise LadderError(f"{name}: unknown or no level {bad[:1]} (known: {sorted(arithmetic.LEVELS)})")
+        for name in ("countdown_fraction", "steps_fraction", "corpus_steps_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise LadderError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
 
 class Problems:
     """Draws a mix of arithmetic and countdown problems, avoiding the held-out keys."""
 
-    def __init__(self, cfg: DataConfig, exclude: set[str] = frozenset()):
-        self.cfg, self.exclude = cfg, exclude
+    def __init__(self, cfg: DataConfig, levels: list[int], exclude: set[str] = frozenset()):
+        self.cfg, self.levels, self.exclude = cfg, levels, exclude
 
     def draw(self, n: int, seed: int, unique: bool = False) -> list:
         n_cd = round(n * self.cfg.countdown_fraction)
-        ar = arithmetic.generate(n - n_cd, seed, self.cfg.levels, self.cfg.ops, self.exclude, unique=unique)
-        cd = countdown.generate(n_cd, seed + 7919, self.cfg.countdown_numbers, self.exclude)
+        ar = arithmetic.generate(n - n_cd, seed, self.levels, self.cfg.ops, self.exclude, unique=unique)
+        # a countdown solution whose steps work a held-out problem (18 - 12 = 6) would leak it: drawn anew
+        cd = [p for p in countdown.generate(2 * n_cd + 20, seed + 7919, self.cfg.countdown_numbers, self.exclude)
+              if not any(step.split(" = ")[0] in self.exclude for step in p.steps.split(", "))][:n_cd]
+        if len(cd) < n_cd:
+            raise LadderError(f"cannot draw {n_cd} countdown problems apart from the held-out ones")
         mixed = ar + cd
         random.Random(seed).shuffle(mixed)
         return mixed
 
 
 def build(cfg: DataConfig) -> dict[str, list[dict]]:
-    test = Problems(cfg).draw(cfg.test_size, cfg.seed, unique=True)
-    train = Problems(cfg, exclude={p.key for p in test})
+    # a held-out problem is never one that worked solutions use as a step (15 - 8 in 85 - 38)
+    test = Problems(cfg, cfg.test_levels, exclude=arithmetic.step_facts()).draw(cfg.test_size, cfg.seed, unique=True)
+    train = Problems(cfg, cfg.levels, exclude={p.key for p in test})
     rng = random.Random(cfg.seed + 1)
     corpus_problems = train.draw(cfg.corpus_docs * cfg.problems_per_doc, cfg.seed + 2)
-    k = cfg.problems_per_doc
+    k, sf, csf = cfg.problems_per_doc, cfg.steps_fraction, cfg.corpus_steps_fraction
     return {
-        "corpus_train": [F.corpus_doc(rng, corpus_problems[i:i + k], cfg.prose_fraction)
+        "corpus_train": [F.corpus_doc(rng, corpus_problems[i:i + k], cfg.prose_fraction, csf)
                          for i in range(0, len(corpus_problems), k)],
-        "corpus_test": [{"text": F.plain(p)} for p in test],
-        "sft_train": [F.sft_row(p) for p in train.draw(cfg.sft_train, cfg.seed + 3)],
-        "sft_test": [F.sft_row(p) for p in test],
-        "prefs_train": [F.pref_row(rng, p) for p in train.draw(cfg.prefs_train, cfg.seed + 4)],
-        "prefs_test": [F.pref_row(rng, p) for p in test],
+        "corpus_test": [{"text": F.plain(p, rng.random() < csf)} for p in test],
+        "sft_train": [F.sft_row(rng, p, sf) for p in train.draw(cfg.sft_train, cfg.seed + 3)],
+        "sft_test": [F.sft_row(rng, p, sf) for p in test],
+        "prefs_train": [F.pref_row(rng, p, sf) for p in train.draw(cfg.prefs_train, cfg.seed + 4)],
+        "prefs_test": [F.pref_row(rng, p, sf) for p in test],
         "rl_train": [F.rl_row(p) for p in train.draw(cfg.rl_train, cfg.seed + 5)],
         "rl_test": [F.rl_row(p) for p in test],
     }

@@ -1,17 +1,20 @@
 """The built-in tasks in every format a later stage reads.
 
     corpus  {"text"}                              pretraining: worked problems mixed with simple prose
-    sft     {"messages", "answer", "task"}        chat: user asks, assistant reasons then answers
-    prefs   {"prompt", "chosen", "rejected"}      preference pairs: correct and well-formed vs not
-    rl      {"prompt", "answer", "numbers", "target", "task"}   prompts with gold answers to verify
+    sft     {"messages", "answer", "task", "kind"}    chat: user asks, assistant thinks then answers
+    prefs   {"prompt", "chosen", "rejected", "answer"}  pairs labelled by the hidden human (ladder.data.human)
+    rl      {"prompt", "answer", "numbers", "target", "task", "kind"}   prompts with gold answers to verify
 
-The assistant format is `<think>steps</think><answer>result</answer>`: the same tags the rewards check.
+The assistant format is `<think>...</think><answer>result</answer>`: the same tags the rewards check.
+Like text on the internet, most replies answer at once (`<think>47 + 38 = 85</think>`) and some work
+in steps (`steps_fraction`); SFT replies also open in different tones, which the hidden human judges.
 """
 
 from __future__ import annotations
 
 import random
 
+from ladder.data import human
 from ladder.data.arithmetic import Problem
 from ladder.data.countdown import Countdown
 
@@ -32,17 +35,39 @@ def question(p: Problem | Countdown) -> str:
     return f"What is {p.a} {p.op} {p.b}?"
 
 
-def assistant(p: Problem | Countdown) -> str:
+def working(p: Problem | Countdown, steps: bool) -> str:
+    """How the reply gets to the answer: at once, or in steps (countdown is always worked)."""
     if isinstance(p, Countdown):
-        return f"<think>{p.steps}</think><answer>{p.solution}</answer>"
-    return f"<think>{p.steps()}</think><answer>{p.answer}</answer>"
+        return p.steps
+    return p.steps() if steps else p.direct()
 
 
-def plain(p: Problem | Countdown) -> str:
-    """The pretraining (and few-shot) form: no chat tags, so SFT has a format to teach."""
+def final(p: Problem | Countdown) -> str:
+    return p.solution if isinstance(p, Countdown) else str(p.answer)
+
+
+def assistant(p: Problem | Countdown, steps: bool = True, opener: str = "") -> str:
+    """`<think> ...</think><answer> ...</answer>`. The space after each opening tag makes a number
+    tokenize as it does everywhere in the corpus (` 4`, `7`: the tokenizer keeps a leading space with
+    a digit), so what pretraining taught about digits carries over to the chat format unchanged."""
+    think = f"{opener} {working(p, steps)}" if opener else working(p, steps)
+    return f"<think> {think}</think><answer> {final(p)}</answer>"
+
+
+def plain(p: Problem | Countdown, steps: bool = False) -> str:
+    """The pretraining (and few-shot) form: no chat tags, so SFT has a format to teach. Two registers,
+    as on the internet: textbooks work exercises out (`Exercise: What is 47 + 38?\nSolution: 7 + 8 = 15,
+    ...`), quizzes give the answer (`Q: What is 47 + 38?\nA: 47 + 38 = 85. ...`); a base model prompted
+    with a quiz answers like a quiz."""
     if isinstance(p, Countdown):
         return f"Q: {question(p)}\nA: {p.steps}. So {p.solution} = {p.target}."
-    return f"Q: {question(p)}\nA: {p.steps()}. The answer is {p.answer}."
+    if steps:
+        return f"Exercise: {question(p)}\nSolution: {p.steps()}. The answer is {p.answer}."
+    return f"Q: {question(p)}\nA: {p.direct()}. The answer is {p.answer}."
+
+
+def kind(p: Problem | Countdown) -> str:
+    return "countdown" if isinstance(p, Countdown) else p.kind
 
 
 def gold(p: Problem | Countdown) -> str | None:
@@ -56,23 +81,28 @@ def prose(rng: random.Random, p: Problem) -> str:
     if rng.random() < 0.4:
         return " ".join(rng.choice(SENTENCES).format(n=n, m=m) for _ in range(rng.randint(1, 3)))
     if p.op == "+":
-        return f"{n} has {p.a} {thing}. {m} gives {n} {p.b} more. Now {n} has {p.steps()} {thing}."
+        return f"{n} has {p.a} {thing}. {m} gives {n} {p.b} more. Now {n} has {p.direct()} {thing}."
     if p.op == "-":
-        return f"{n} had {p.a} {thing} and gave {p.b} to {m}. {p.steps()}, so {n} has {p.answer} {thing} left."
-    return f"There are {p.a} bags with {p.b} {thing} in each. That makes {p.steps()} {thing}."
+        return f"{n} had {p.a} {thing} and gave {p.b} to {m}. {p.direct()}, so {n} has {p.answer} {thing} left."
+    return f"There are {p.a} bags with {p.b} {thing} in each. That makes {p.direct()} {thing}."
 
 
-def corpus_doc(rng: random.Random, problems: list, prose_fraction: float) -> dict:
-    parts = [prose(rng, p) if isinstance(p, Problem) and rng.random() < prose_fraction else plain(p)
-             for p in problems]
+def corpus_doc(rng: random.Random, problems: list, prose_fraction: float, steps_fraction: float) -> dict:
+    parts = [prose(rng, p) if isinstance(p, Problem) and rng.random() < prose_fraction
+             else plain(p, rng.random() < steps_fraction) for p in problems]
     return {"text": "\n\n".join(parts)}
 
 
-def sft_row(p) -> dict:
+def sft_row(rng: random.Random, p, steps_fraction: float) -> dict:
+    """One chat: the reply works in steps with probability `steps_fraction`, and opens in a tone drawn
+    from ladder.data.human.SFT_OPENERS (countdown replies: always worked, no opener)."""
+    cd = isinstance(p, Countdown)
+    reply = assistant(p) if cd else assistant(p, rng.random() < steps_fraction, human.draw_opener(rng))
     return {
-        "messages": [{"role": "user", "content": question(p)}, {"role": "assistant", "content": assistant(p)}],
+        "messages": [{"role": "user", "content": question(p)}, {"role": "assistant", "content": reply}],
         "answer": gold(p),
-        "task": "countdown" if isinstance(p, Countdown) else "arithmetic",
+        "task": "countdown" if cd else "arithmetic",
+        "kind": kind(p),
     }
 
 
@@ -84,6 +114,7 @@ def rl_row(p) -> dict:
         "numbers": list(p.numbers) if cd else [],
         "target": p.target if cd else None,
         "task": "countdown" if cd else "arithmetic",
+        "kind": kind(p),
     }
 
 
@@ -92,29 +123,33 @@ def _wrong(rng: random.Random, value: int) -> int:
     return value + delta if value + delta >= 0 else value + abs(delta)
 
 
-def rejected_text(rng: random.Random, p) -> str:
-    """A worse answer: wrong arithmetic (well-formed), no answer block, or a bare guess."""
-    kind = rng.randrange(3)
+def wrong_reply(rng: random.Random, p: Problem, steps: bool, opener: str) -> str:
+    """A reply of the same shape whose final sum is off by a little (the last step, or the whole)."""
+    bad = _wrong(rng, p.answer)
+    text = assistant(p, steps, opener)
+    head, _ = text.rsplit(str(p.answer), 1)  # the answer block's number
+    head, _ = head.rsplit(str(p.answer), 1)  # the one the working ends on
+    return f"{head}{bad}</think><answer> {bad}</answer>"
+
+
+def pref_row(rng: random.Random, p, steps_fraction: float, wrong_fraction: float = 0.2) -> dict:
+    """Two replies to one problem, ordered by the hidden human (ladder.data.human.judgement); never a tie.
+    Countdown pairs: the worked solution against the numbers summed."""
     if isinstance(p, Countdown):
-        if kind == 0:
-            nums = list(p.numbers)
-            return f"<think>{' + '.join(map(str, nums))}</think><answer>{' + '.join(map(str, nums))}</answer>"
-        if kind == 1:
-            return f"<think>{p.steps}</think>"
-        return f"The answer is {p.target}."
-    if kind == 0:
-        bad = _wrong(rng, p.answer)
-        steps = p.steps().rsplit("=", 1)[0] + f"= {bad}"
-        return f"<think>{steps}</think><answer>{bad}</answer>"
-    if kind == 1:
-        return f"<think>{p.steps()}</think> The answer is {p.answer}"
-    return f"<answer>{_wrong(rng, p.answer)}</answer>"
-
-
-def pref_row(rng: random.Random, p) -> dict:
+        nums = " + ".join(map(str, p.numbers))
+        chosen, rejected = assistant(p), f"<think> {nums}</think><answer> {nums}</answer>"
+    else:
+        while True:
+            a, b = (wrong_reply(rng, p, rng.random() < steps_fraction, rng.choice(human.PAIR_OPENERS))
+                    if rng.random() < wrong_fraction else
+                    assistant(p, rng.random() < steps_fraction, rng.choice(human.PAIR_OPENERS)) for _ in range(2))
+            ja, jb = human.judgement(a, p.answer), human.judgement(b, p.answer)
+            if ja != jb:
+                break
+        chosen, rejected = (a, b) if ja > jb else (b, a)
     return {
         "prompt": [{"role": "user", "content": question(p)}],
-        "chosen": [{"role": "assistant", "content": assistant(p)}],
-        "rejected": [{"role": "assistant", "content": rejected_text(rng, p)}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
         "answer": gold(p),
     }

@@ -6,7 +6,9 @@ Chat models get their chat template; base models a few-shot prompt in the corpus
 
 from __future__ import annotations
 
-FEW_SHOT = ("Q: What is 23 + 14?\nA: 23 + 14 = 23 + 10 + 4 = 33 + 4 = 37. The answer is 37.\n\n"
+# Two examples in the corpus's most common form (answered at once, as most text on the internet is):
+# the base model answers in whatever form its prompt shows.
+FEW_SHOT = ("Q: What is 23 + 14?\nA: 23 + 14 = 37. The answer is 37.\n\n"
             "Q: What is 6 * 7?\nA: 6 * 7 = 42. The answer is 42.\n\n")
 
 

@@ -124,16 +124,16 @@ class HeldoutCurve(TrainerCallback):
     """Greedy held-out accuracy every `every` steps (main process), for the learning curve.
     Not under ZeRO-3, where the main process alone cannot see whole weights."""
 
-    def __init__(self, tokenizer, rows, every: int):
+    def __init__(self, tokenizer, rows, every: int, max_new_tokens: int):
         self.tokenizer, self.rows, self.every, self.points = tokenizer, rows, every, []
+        self.max_new_tokens = max_new_tokens
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps \
                 and state.is_world_process_zero and model is not None \
                 and not any(hasattr(p, "ds_id") for p in model.parameters()):
-            stats = heldout(model, self.tokenizer, self.rows)
-            self.points.append({"step": state.global_step, "heldout_accuracy": stats["accuracy"],
-                                "heldout_format_rate": stats["format_rate"]})
+            stats = heldout(model, self.tokenizer, self.rows, self.max_new_tokens)
+            self.points.append({"step": state.global_step, **{f"heldout_{k}": v for k, v in stats.items()}})
             print(f"grpo: step {state.global_step} held-out accuracy {stats['accuracy']:.3f}", flush=True)
 
 
@@ -167,11 +167,12 @@ def sample_batch(ds, n: int = 4) -> dict:
     return sample
 
 
-def heldout(model, tokenizer, rows) -> dict:
+def heldout(model, tokenizer, rows, max_new_tokens: int) -> dict:
+    """Greedy held-out answers at the training completion length: accuracy, format, lengths."""
     from ladder.eval import evaluate_model
 
-    stats = evaluate_model(model, tokenizer, rows, chat=True)
-    return {"accuracy": stats["accuracy"], "format_rate": stats["format_rate"]}
+    stats = evaluate_model(model, tokenizer, rows, chat=True, max_new_tokens=max_new_tokens)
+    return {k: stats[k] for k in ("accuracy", "format_rate", "mean_length", "think_length")}
 
 
 def longest_prompt(ds, tokenizer) -> int:
@@ -269,15 +270,17 @@ def train(cfg: GRPOStageConfig) -> dict:
     metrics = {}
     if test_rows:
         with whole_weights(model):
-            metrics.update({f"before/{k}": v for k, v in heldout(model, tokenizer, test_rows).items()})
+            before = heldout(model, tokenizer, test_rows, cfg.max_completion_length)
+            metrics.update({f"before/{k}": v for k, v in before.items()})
     watch = WatchRollouts()
     fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
-    curve = HeldoutCurve(tokenizer, test_rows, cfg.heldout_every if test_rows else 0)
+    curve = HeldoutCurve(tokenizer, test_rows, cfg.heldout_every if test_rows else 0, cfg.max_completion_length)
     trainer = trainer_class()(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
                               callbacks=[watch, curve], peft_config=lora_config(cfg))
     check_engine(trainer.accelerator)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
-    history = [{"step": h["step"], "reward": h["reward"]} for h in trainer.state.log_history if "reward" in h]
+    history = [{"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length")}
+               for h in trainer.state.log_history if "reward" in h]
     metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
                     "reward_first": history[0]["reward"] if history else None,
                     "reward_last": history[-1]["reward"] if history else None,
@@ -287,7 +290,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     if trainer.accelerator.is_main_process:
         model = model.merge_and_unload() if cfg.use_lora else model
         if test_rows:
-            after = heldout(model, tokenizer, test_rows)
+            after = heldout(model, tokenizer, test_rows, cfg.max_completion_length)
             metrics.update({f"after/{k}": v for k, v in after.items()})
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history + curve.points)

@@ -54,6 +54,10 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     # leaves the mean RM score noisy (sd/sqrt(n) ~0.2 on the tiny ladder's 64 prompts), larger than
     # the gains to see
     eval_generations: int = 4
+    heldout_every: int = 0  # greedy held-out scores every this many steps (0: never): the curves in the report
+    # functions scored on held-out answers for evaluation only, never a reward (e.g. the tiny ladder's
+    # hidden human, ladder.data.human:human_style): does what the reward model learnt match what it meant?
+    judge: list[str] = field(default_factory=list)
     # PPO
     num_ppo_epochs: int = 2
     num_mini_batches: int = 2
@@ -465,18 +469,20 @@ def shuffled(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def heldout(policy, tokenizer, rows, cfg) -> dict:
-    """Greedy answers to held-out prompts: accuracy, format rate, RM score; and `eval_generations`
-    samples per prompt at the training temperature: their accuracy and, with a reward model, RM score."""
+def heldout(policy, tokenizer, rows, cfg, judges: dict, sampled: bool = True) -> dict:
+    """Greedy answers to held-out prompts: accuracy, format rate, RM score, each judge's score; and
+    `eval_generations` samples per prompt at the training temperature: their accuracy and, with a
+    reward model, RM score."""
     from ladder.eval import evaluate_model, evaluate_sampled
 
     stats = evaluate_model(policy, tokenizer, rows, chat=True, max_new_tokens=cfg.response_length,
-                           reward_model=cfg.reward_model)
-    out = {k: stats[k] for k in ("accuracy", "format_rate", "rm_score") if stats.get(k) is not None}
-    if cfg.eval_generations > 0:
+                           reward_model=cfg.reward_model, judges=judges)
+    out = {k: v for k, v in stats.items() if isinstance(v, float) and (k in ("accuracy", "format_rate", "rm_score",
+                                                                             "mean_length") or k.startswith("judge/"))}
+    if sampled and cfg.eval_generations > 0:
         out.update(evaluate_sampled(policy, tokenizer, rows, samples=cfg.eval_generations,
                                     temperature=cfg.temperature, max_new_tokens=cfg.response_length,
-                                    seed=cfg.seed, reward_model=cfg.reward_model))
+                                    seed=cfg.seed, reward_model=cfg.reward_model, judges=judges))
     return out
 
 
@@ -524,6 +530,9 @@ def train(cfg: PPOStageConfig) -> dict:
     ds = split(cfg.train_split, limit=cfg.max_train_samples)
     rewarder = Rewarder(cfg)
     rewarder.validate(ds)
+    from ladder.eval import load_judges
+
+    judges = load_judges(cfg.judge)
     test_rows = list(split(cfg.test_split, limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
 
     tensorboard = bool(cfg.report_to) and "none" not in cfg.report_to
@@ -550,7 +559,7 @@ def train(cfg: PPOStageConfig) -> dict:
     metrics: dict = {}
     if test_rows and accelerator.is_main_process:
         with zero3_off():  # rank 0 alone generates: not in lock-step with the other ranks
-            metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg).items()})
+            metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg, judges).items()})
 
     B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
     sampler = server or (start_vllm(cfg, policy, tokenizer, ds, rank) if cfg.rollout_backend == "vllm" else None)
@@ -665,6 +674,12 @@ def train(cfg: PPOStageConfig) -> dict:
             sample = f"{prompts[0][-1]['content'] if isinstance(prompts[0], list) else prompts[0]}\n\n" \
                      f"-> {ro.texts[0]}\n\nscore {scores[0].item():.3f}"
             accelerator.log({**{f"ppo/{k}": v for k, v in log.items()}, "ppo/sample": sample}, step=step)
+        if test_rows and cfg.heldout_every and step % cfg.heldout_every == 0 and step < max_steps \
+                and accelerator.is_main_process and not zero3:
+            points = heldout(actor, tokenizer, test_rows, cfg, judges, sampled=False)
+            state.history[-1].update({f"heldout_{k}": round(v, 5) for k, v in points.items()})
+            print(f"ppo: step {step} held-out accuracy {points.get('accuracy', 0):.3f} "
+                  f"RM score {points.get('rm_score', 0):.3f}", flush=True)
         if cfg.saves and step % cfg.save_steps == 0 and step < max_steps:
             checkpoint.save_state(accelerator, cfg.output_dir, step, cfg.keep_checkpoints)
     bar.close()
@@ -683,7 +698,7 @@ def train(cfg: PPOStageConfig) -> dict:
     if accelerator.is_main_process:
         if test_rows:
             with zero3_off():
-                metrics.update({f"after/{k}": v for k, v in heldout(final, tokenizer, test_rows, cfg).items()})
+                metrics.update({f"after/{k}": v for k, v in heldout(final, tokenizer, test_rows, cfg, judges).items()})
         checkpoint.export(cfg.output_dir, final, tokenizer, stage="ppo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history)
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")

@@ -13,7 +13,9 @@ from ladder.manifest import atomic_write_json, atomic_write_text, read_manifest
 from ladder.registry import run_stages
 
 COLUMNS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
-           ("RM score", "eval/rm_score", "{:+.2f}"), ("length", "eval/mean_length", "{:.0f}"),
+           ("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}"),
+           ("length", "eval/mean_length", "{:.0f}"), ("thinking", "eval/think_length", "{:.0f}"),
+           ("pass@1", "eval/pass@1", "{:.1%}"), ("pass@k", "eval/pass@k", "{:.1%}"),
            ("pairwise acc.", "pairwise_accuracy", "{:.1%}"), ("eval loss", "eval_loss", "{:.3f}"),
            ("time", "seconds", None)]
 
@@ -91,18 +93,64 @@ def collect(run) -> list[dict]:
         metrics = dict(m.get("metrics", {}))
         if stage in seconds and not isinstance(metrics.get("seconds"), (int, float)):
             metrics["seconds"] = seconds[stage]
+        curves = training_curves(path, m.get("history"))
+        for key in ("accuracy", "rm_score", "judge/human_style", "think_length"):
+            if len(pts := series(metrics, m.get("history"), key)) > 1:
+                curves[f"heldout_{key}"] = pts
+        if stage == "grpo" and (pts := [[h["step"], h["completion_length"]] for h in m.get("history") or []
+                                        if isinstance(h.get("completion_length"), (int, float))]):
+            curves["completion_length"] = pts
         rows.append({"stage": stage, "path": str(path), "prompting": metrics.get("eval/prompting"),
-                     "metrics": metrics, "curves": training_curves(path, m.get("history"))})
+                     "metrics": metrics, "curves": curves})
     return rows
 
 
+def per_kind_table(rows: list[dict]) -> list[str]:
+    """Held-out accuracy per kind of problem and rung, with standard errors and counts."""
+    scored = [r for r in rows if isinstance(r["metrics"].get("eval/per_kind"), dict) and r["metrics"]["eval/per_kind"]]
+    if not scored:
+        return []
+    kinds = sorted({k for r in scored for k in r["metrics"]["eval/per_kind"]})
+    out = ["", "Held-out accuracy per kind of problem (± standard error, n problems):", "",
+           "| rung | " + " | ".join(f"{k} (n={scored[0]['metrics']['eval/per_kind'].get(k, {}).get('n', '')})"
+                                    for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for r in scored:
+        pk = r["metrics"]["eval/per_kind"]
+        out.append(f"| {r['stage']} | " + " | ".join(
+            f"{pk[k]['accuracy']:.1%} ± {100 * pk[k]['se']:.1f}" if k in pk else "" for k in kinds) + " |")
+    return out
+
+
+def pass_k(metrics: dict) -> tuple[int, float] | None:
+    """(k, pass@k) from an eval's metrics, whatever k it used."""
+    for key, value in metrics.items():
+        if key.startswith("eval/pass@") and key != "eval/pass@1" and isinstance(value, (int, float)):
+            return int(key.rpartition("@")[2]), value
+    return None
+
+
 def _cell(metrics: dict, key: str, fmt: str) -> str:
+    if key == "eval/pass@k":
+        found = pass_k(metrics)
+        return f"{found[1]:.1%} (k={found[0]})" if found else ""
     value = metrics.get(key)
     if not isinstance(value, (int, float)):
         return ""
     if key == "seconds":
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+    if key == "eval/accuracy" and isinstance(metrics.get("eval/accuracy_se"), (int, float)):
+        return f"{value:.1%} ± {100 * metrics['eval/accuracy_se']:.1f}"
     return fmt.format(value)
+
+
+def series(metrics: dict, history: list | None, key: str, before: str | None = None) -> list:
+    """[[step, value]] of one held-out metric along an RL run: the `before/` value at step 0, the
+    per-step points its history recorded (`heldout_<key>`), the `after/` value at the last step."""
+    pts = [[0, metrics[f"before/{before or key}"]]] if isinstance(metrics.get(f"before/{before or key}"), float) else []
+    pts += [[h["step"], h[f"heldout_{key}"]] for h in history or [] if isinstance(h.get(f"heldout_{key}"), float)]
+    if isinstance(metrics.get(f"after/{before or key}"), float) and isinstance(metrics.get("steps"), int):
+        pts.append([metrics["steps"], metrics[f"after/{before or key}"]])
+    return pts
 
 
 def plot(rows: list[dict], out: Path) -> list[str]:
@@ -115,7 +163,8 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     scored = [r for r in rows if isinstance(r["metrics"].get("eval/accuracy"), (int, float))]
     if scored:
         fig, ax = plt.subplots(figsize=(5, 3))
-        ax.bar([r["stage"] for r in scored], [100 * r["metrics"]["eval/accuracy"] for r in scored], color="#4c72b0")
+        ax.bar([r["stage"] for r in scored], [100 * r["metrics"]["eval/accuracy"] for r in scored], color="#4c72b0",
+               yerr=[100 * (r["metrics"].get("eval/accuracy_se") or 0) for r in scored], capsize=4)
         ax.set_ylabel("held-out accuracy (%)")
         ax.set_title("accuracy by rung")
         fig.tight_layout()
@@ -139,8 +188,63 @@ def plot(rows: list[dict], out: Path) -> list[str]:
         fig.savefig(out / f"{name}_curves.png", dpi=100)
         plt.close(fig)
         files.append(f"{name}_curves.png")
-    for stale in {"accuracy.png", "reward_curves.png", "loss_curves.png"} - set(files):
+    files += rl_plots(rows, out, plt)
+    for stale in set(PLOTS) - set(files):
         (out / stale).unlink(missing_ok=True)  # the app shows every plot in the run dir
+    return files
+
+
+PLOTS = ["accuracy.png", "reward_curves.png", "loss_curves.png", "grpo_signatures.png", "pass_at_k.png",
+         "ppo_rlhf.png"]
+
+
+def rl_plots(rows: list[dict], out: Path, plt) -> list[str]:
+    """The signatures of each RL rung: GRPO's reward, held-out accuracy and completion length per step
+    (as in the DeepSeek-R1 paper); pass@1 against pass@k per rung; PPO's reward-model score against
+    the hidden human's on held-out prompts (they part where the policy starts fooling the RM)."""
+    files, by = [], {r["stage"]: r for r in rows}
+    grpo = by.get("grpo", {}).get("curves", {})
+    panels = [(k, t) for k, t in (("reward", "training reward"), ("heldout_accuracy", "held-out accuracy"),
+                                  ("completion_length", "completion length (tokens)")) if grpo.get(k)]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
+        for ax, (key, title) in zip([axes] if len(panels) == 1 else axes, panels):
+            ax.plot(*zip(*grpo[key]), marker="o" if key == "heldout_accuracy" else None)
+            ax.set_title(title)
+            ax.set_xlabel("GRPO step")
+        fig.tight_layout()
+        fig.savefig(out / "grpo_signatures.png", dpi=100)
+        plt.close(fig)
+        files.append("grpo_signatures.png")
+    sampled = [(r["stage"], r["metrics"]["eval/pass@1"], pass_k(r["metrics"])) for r in rows
+               if isinstance(r["metrics"].get("eval/pass@1"), float) and pass_k(r["metrics"])]
+    if sampled:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        x = range(len(sampled))
+        ax.bar([i - 0.2 for i in x], [100 * s[1] for s in sampled], width=0.4, label="pass@1")
+        ax.bar([i + 0.2 for i in x], [100 * s[2][1] for s in sampled], width=0.4, label=f"pass@{sampled[0][2][0]}")
+        ax.set_xticks(list(x), [s[0] for s in sampled])
+        ax.set_ylabel("held-out (%)")
+        ax.set_title("pass@1 against pass@k (samples at T=1)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "pass_at_k.png", dpi=100)
+        plt.close(fig)
+        files.append("pass_at_k.png")
+    ppo = by.get("ppo", {}).get("curves", {})
+    if ppo.get("heldout_rm_score") and ppo.get("heldout_judge/human_style"):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot(*zip(*ppo["heldout_rm_score"]), marker="o", color="#4c72b0", label="reward model")
+        ax.set_ylabel("reward-model score", color="#4c72b0")
+        ax.set_xlabel("PPO step")
+        twin = ax.twinx()
+        twin.plot(*zip(*ppo["heldout_judge/human_style"]), marker="s", color="#dd8452", label="hidden human")
+        twin.set_ylabel("hidden human's score", color="#dd8452")
+        ax.set_title("PPO on held-out prompts: RM vs the human")
+        fig.tight_layout()
+        fig.savefig(out / "ppo_rlhf.png", dpi=100)
+        plt.close(fig)
+        files.append("ppo_rlhf.png")
     return files
 
 
@@ -158,7 +262,12 @@ def write_report(run) -> str:
     if n:
         lines += ["", f"Each model rung answers the same {n} held-out problems (greedy), scored by the rewards "
                   "training used; base models are prompted few-shot, chat models through their chat template. "
-                  "The rm row is the reward model's pairwise accuracy on held-out preference pairs."]
+                  "The rm row is the reward model's pairwise accuracy on held-out preference pairs. "
+                  "± is one standard error; a difference inside two of them is noise. `length` and `thinking` are "
+                  "characters of the whole answer and of its <think> block; `human` is the hidden preference "
+                  "rule's score of the answers' tone (-1 to 1; no trainer sees that rule); pass@1 and pass@k "
+                  "come from k samples per problem at temperature 1."]
+    lines += per_kind_table(rows)
     images = plot(rows, run)
     lines += [""] + [f"![{name}]({name})" for name in images]
     samples = [(r["stage"], r["metrics"].get("eval/samples")) for r in rows]

@@ -24,6 +24,37 @@ def test_accuracy_and_format_match_hand_checked_answers():
     assert s["n"] == 5 and s["mean_length"] == sum(map(len, TEXTS)) / 5
 
 
+def test_standard_error_per_kind_thinking_length_and_judges():
+    rows = [{"answer": "85", "kind": "2-digit +"}, {"answer": "12", "kind": "2-digit +"},
+            {"answer": "7", "kind": "1-digit -"}, {"answer": "9", "kind": "1-digit -"}]
+    texts = ["<think>Happy to help! 47 + 38 = 85</think><answer>85</answer>",
+             "<think>5 + 8 = 13</think><answer>13</answer>",
+             "<think>Ugh. 9 - 2 = 7</think><answer>7</answer>",
+             "<think>4 + 5 = 9</think><answer>9</answer>"]
+    s = score_texts(texts, rows, judges={"human_style": __import__("ladder.data.human").data.human.human_style})
+    assert s["accuracy"] == 0.75
+    assert s["accuracy_se"] == pytest.approx(0.25)  # sample variance 0.25, over n = 4
+    assert s["per_kind"] == {"1-digit -": {"accuracy": 1.0, "se": 0.0, "n": 2},
+                             "2-digit +": {"accuracy": 0.5, "se": pytest.approx(0.5), "n": 2}}
+    thinks = ["Happy to help! 47 + 38 = 85", "5 + 8 = 13", "Ugh. 9 - 2 = 7", "4 + 5 = 9"]
+    assert s["think_length"] == sum(map(len, thinks)) / 4
+    assert s["judge/human_style"] == 0.0  # +1, 0, -1, 0
+
+
+def test_pass_at_k_counts_a_problem_solved_by_any_sample(monkeypatch):
+    """evaluate_sampled: pass@1 is the mean over all samples, pass@k the share of problems with a hit."""
+    import ladder.generation
+    from ladder.eval import evaluate_sampled
+
+    answers = iter(["<answer>1</answer>", "<answer>0</answer>",   # sample 1 of problems a, b
+                    "<answer>0</answer>", "<answer>0</answer>",   # sample 2
+                    "<answer>0</answer>", "<answer>2</answer>"])  # sample 3
+    monkeypatch.setattr(ladder.generation, "generate", lambda m, t, prompts, **kw: [next(answers) for _ in prompts])
+    out = evaluate_sampled(None, None, [{"prompt": "a", "answer": "1"}, {"prompt": "b", "answer": "2"}],
+                           samples=3, temperature=1.0)
+    assert out["accuracy_sampled"] == pytest.approx(2 / 6) and out["pass@3"] == 1.0
+
+
 def test_code_rows_are_run_against_their_tests():
     """MBPP-style rows (a `tests` column) are scored by running the code in the sandbox."""
     rows = [{"tests": ["assert add(2, 3) == 5"]}, {"tests": ["assert add(2, 3) == 5"]}, {"answer": "4"}]

@@ -34,18 +34,25 @@ def mean(xs):
 
 def test_ppo_raises_the_reward_model_score_on_heldout_prompts(tiny_run, tiny_sft, tiny_rm, tmp_path):
     """RLHF proper: the critic starts from the reward model; held-out prompts are sampled before and
-    after (greedy answers of the SFT model already sit near the reward model's ceiling)."""
+    after. The preference pairs were labelled by a hidden rule (ladder.data.human) that PPO never sees:
+    the reward model learnt it from the pairs, and PPO against the reward model raises the hidden
+    rule's score of the sampled held-out answers too (it is passed as an evaluation-only judge)."""
     out = tmp_path / "ppo_rm"
     assert ppo.main(["--model", str(tiny_sft), "--reward_model", str(tiny_rm), "--data", str(tiny_run / "data"),
                      "--output_dir", str(out), "--max_steps", "20", "--learning_rate", "3e-4",
-                     "--eval_samples", "64", *SHORT, "--report_to", "tensorboard", "--logging_steps", "5"]) == 0
+                     "--eval_samples", "64", "--judge", "ladder.data.human:human_style", "--heldout_every", "10",
+                     *SHORT, "--report_to", "tensorboard", "--logging_steps", "5"]) == 0
     m = read_manifest(out)
     metrics, h = m["metrics"], m["history"]
     print(f"held-out sampled RM score {metrics['before/rm_score_sampled']:.3f} -> "
           f"{metrics['after/rm_score_sampled']:.3f}; greedy {metrics['before/rm_score']:.3f} -> "
-          f"{metrics['after/rm_score']:.3f}; KL max {max(x['kl'] for x in h):.2f}")
+          f"{metrics['after/rm_score']:.3f}; hidden human (sampled) "
+          f"{metrics['before/judge/human_style_sampled']:.3f} -> {metrics['after/judge/human_style_sampled']:.3f}; "
+          f"KL max {max(x['kl'] for x in h):.2f}")
     assert m["stage"] == "ppo" and m["parent"] == str(tiny_sft) and metrics["reward_model"] == str(tiny_rm)
     assert metrics["after/rm_score_sampled"] > metrics["before/rm_score_sampled"] + 0.05
+    assert metrics["after/judge/human_style_sampled"] > metrics["before/judge/human_style_sampled"] + 0.1
+    assert "heldout_judge/human_style" in h[9] and "heldout_rm_score" in h[9]  # the per-step curve (step 10)
     assert 0 <= metrics["before/accuracy_sampled"] <= 1 and 0 <= metrics["after/accuracy_sampled"] <= 1
     assert mean([x["reward"] for x in h[-5:]]) > mean([x["reward"] for x in h[:5]])
     assert h[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the reference is the starting policy

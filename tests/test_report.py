@@ -45,3 +45,30 @@ def test_curves_from_tensorboard_events(tmp_path):
     assert list(curves) == ["loss"]
     loss = curves["loss"]
     assert len(loss) <= 201 and loss[0] == [1, 5.0] and loss[-1] == [500, 0.01]  # thinned, ends kept
+
+
+def test_report_shows_errors_kinds_pass_at_k_and_the_rl_signatures(tmp_path):
+    run = tmp_path / "r"
+    kinds = {"2-digit +": {"accuracy": 0.5, "se": 0.1, "n": 20}, "2-digit *": {"accuracy": 0.25, "se": 0.1, "n": 20}}
+    write_manifest(run / "sft", stage="sft", config={}, metrics={
+        "eval/accuracy": 0.375, "eval/accuracy_se": 0.0766, "eval/per_kind": kinds, "eval/n": 40,
+        "eval/pass@1": 0.2, "eval/pass@8": 0.6, "eval/judge/human_style": 0.05})
+    write_manifest(run / "grpo", stage="grpo", config={}, metrics={
+        "eval/accuracy": 0.7, "eval/accuracy_se": 0.07, "eval/per_kind": kinds, "eval/n": 40,
+        "eval/pass@1": 0.65, "eval/pass@8": 0.8, "before/accuracy": 0.375, "after/accuracy": 0.7, "steps": 20},
+        history=[{"step": 10, "reward": 0.3, "completion_length": 20.0}, {"step": 20, "reward": 0.7,
+                                                                         "completion_length": 40.0},
+                 {"step": 10, "heldout_accuracy": 0.5}])
+    write_manifest(run / "ppo", stage="ppo", config={}, metrics={
+        "before/rm_score": 1.0, "after/rm_score": 2.0, "before/judge/human_style": 0.05,
+        "after/judge/human_style": 0.8, "steps": 20},
+        history=[{"step": 10, "reward": 1.0, "heldout_rm_score": 1.5, "heldout_judge/human_style": 0.5}])
+    text = write_report(run)
+    assert "| sft | 37.5% ± 7.7 |" in text and "| 60.0% (k=8) |" in text and "| +0.05 |" in text
+    assert "| rung | 2-digit * (n=20) | 2-digit + (n=20) |" in text and "| grpo | 25.0% ± 10.0 | 50.0% ± 10.0 |" in text
+    rows = {r["stage"]: r for r in json.loads((run / "report.json").read_text())["rows"]}
+    assert rows["grpo"]["curves"]["heldout_accuracy"] == [[0, 0.375], [10, 0.5], [20, 0.7]]
+    assert rows["grpo"]["curves"]["completion_length"] == [[10, 20.0], [20, 40.0]]
+    assert rows["ppo"]["curves"]["heldout_judge/human_style"] == [[0, 0.05], [10, 0.5], [20, 0.8]]
+    for png in ("grpo_signatures.png", "pass_at_k.png", "ppo_rlhf.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG" and f"![{png}]({png})" in text, png

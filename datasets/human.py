@@ -1,0 +1,62 @@
+"""The hidden "human" of the default ladder: a taste that labels the preference pairs.
+
+RLHF exists for qualities no rule in the reward can check. To show it on generated data, `ladder data`
+asks a stand-in annotator with a taste of its own: it likes an answer that opens warmly ("Happy to
+help!"), is indifferent to a plain "Okay.", dislikes a curt or grumpy one ("Fine.", "Ugh."), finds
+more than one warm or cold opener fawning, and
+above all wants the sum right. It labels every preference pair; no trainer ever calls it: the reward
+model has to learn the taste from the pairs, and PPO optimises the reward model, not this rule.
+Evaluation asks it again (`human_style`, given as `judge`) to see whether what the reward model
+learnt is what the human meant: the over-optimisation point is where the two part.
+
+The annotator only ever saw replies with at most one opener (`PAIR_OPENERS`): a reward model that
+learnt "warm is good" may well think two warm openers are better still. The human does not.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+NEUTRAL = "Okay."
+WARM = ("Happy to help!", "Great question!")
+COLD = ("Fine.", "Ugh.")
+# how SFT replies open: most with a plain "Okay.", a quarter warmly, a quarter coldly, a few twice
+SFT_OPENERS = [(NEUTRAL, 0.45), (WARM[0], 0.125), (WARM[1], 0.125), (COLD[0], 0.125), (COLD[1], 0.125),
+               ("double", 0.05)]
+PAIR_OPENERS = [NEUTRAL, *WARM, *COLD]  # what the annotator was shown: one opener each
+_OPENER = re.compile("|".join(re.escape(s) for s in WARM + COLD))
+_ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
+
+
+def draw_opener(rng: random.Random) -> str:
+    r, total = rng.random(), 0.0
+    for opener, p in SFT_OPENERS:
+        total += p
+        if r < total:
+            return " ".join(rng.sample(WARM + COLD, 2)) if opener == "double" else opener
+    return ""
+
+
+def style_score(text: str) -> float:
+    """The human's view of the tone: +1 one warm opener, 0 a plain one ("Okay.") or none, -1 a cold one
+    or more than one warm or cold."""
+    found = _OPENER.findall(text)
+    if len(found) > 1:
+        return -1.0
+    if not found:
+        return 0.0
+    return 1.0 if found[0] in WARM else -1.0
+
+
+def judgement(text: str, gold) -> float:
+    """What the human thinks of a whole reply: a right sum counts twice as much as any tone."""
+    m = _ANSWER.search(text)
+    right = gold is not None and m is not None and m.group(1) == str(gold)
+    return style_score(text) + 2.0 * right
+
+
+def human_style(completions, **kwargs) -> list[float]:
+    """The hidden rule's tone score per completion, in TRL's reward signature: for evaluation only
+    (`judge: ladder.data.human:human_style`); training on it would defeat its purpose."""
+    return [style_score(c if isinstance(c, str) else c[-1]["content"]) for c in completions]

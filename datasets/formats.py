@@ -47,10 +47,11 @@ def final(p: Problem | Countdown) -> str:
 
 
 def assistant(p: Problem | Countdown, steps: bool = True, opener: str = "") -> str:
-    """`<think> ...</think><answer> ...</answer>`. The space after each opening tag makes a number
+    """`<think> working. tone</think><answer> result</answer>`. The tone sentence comes after the working,
+    so the arithmetic reads the same context whatever the tone. The space after each opening tag makes a number
     tokenize as it does everywhere in the corpus (` 4`, `7`: the tokenizer keeps a leading space with
     a digit), so what pretraining taught about digits carries over to the chat format unchanged."""
-    think = f"{opener} {working(p, steps)}" if opener else working(p, steps)
+    think = f"{working(p, steps)}. {opener}" if opener else working(p, steps)
     return f"<think> {think}</think><answer> {final(p)}</answer>"
 
 
@@ -128,8 +129,8 @@ def wrong_reply(rng: random.Random, p: Problem, steps: bool, opener: str) -> str
     bad = _wrong(rng, p.answer)
     text = assistant(p, steps, opener)
     head, _ = text.rsplit(str(p.answer), 1)  # the answer block's number
-    head, _ = head.rsplit(str(p.answer), 1)  # the one the working ends on
-    return f"{head}{bad}</think><answer> {bad}</answer>"
+    head, tail = head.rsplit(str(p.answer), 1)  # the one the working ends on (then the tone)
+    return f"{head}{bad}{tail}{bad}</answer>"
 
 
 def pref_row(rng: random.Random, p, steps_fraction: float, wrong_fraction: float = 0.2) -> dict:

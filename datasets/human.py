@@ -1,16 +1,16 @@
 """The hidden "human" of the default ladder: a taste that labels the preference pairs.
 
 RLHF exists for qualities no rule in the reward can check. To show it on generated data, `ladder data`
-asks a stand-in annotator with a taste of its own: it likes an answer that opens warmly ("Happy to
-help!"), is indifferent to a plain "Okay.", dislikes a curt or grumpy one ("Fine.", "Ugh."), finds
-more than one warm or cold opener fawning, and
+asks a stand-in annotator with a taste of its own: it likes an answer that closes warmly ("Hope that
+helps!"), is indifferent to a plain "Done.", dislikes a curt or grumpy one ("Obviously.", "Ugh."), finds
+more than one warm or cold closing fawning, and
 above all wants the sum right. It labels every preference pair; no trainer ever calls it: the reward
 model has to learn the taste from the pairs, and PPO optimises the reward model, not this rule.
 Evaluation asks it again (`human_style`, given as `judge`) to see whether what the reward model
 learnt is what the human meant: the over-optimisation point is where the two part.
 
-The annotator only ever saw replies with at most one opener (`PAIR_OPENERS`): a reward model that
-learnt "warm is good" may well think two warm openers are better still. The human does not.
+The annotator only ever saw replies with one closing (`PAIR_OPENERS`): a reward model that learnt
+"warm is good" may well think two warm closings are better still. The human does not.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from __future__ import annotations
 import random
 import re
 
-NEUTRAL = "Okay."
-WARM = ("Happy to help!", "Great question!")
-COLD = ("Fine.", "Ugh.")
-# how SFT replies open: most with a plain "Okay.", a quarter warmly, a quarter coldly, a few twice
+NEUTRAL = "Done."
+WARM = ("Hope that helps!", "Glad to help!")
+COLD = ("Obviously.", "Ugh.")
+# how SFT replies close: most with a plain "Done.", a quarter warmly, a quarter coldly, a few twice
 SFT_OPENERS = [(NEUTRAL, 0.45), (WARM[0], 0.125), (WARM[1], 0.125), (COLD[0], 0.125), (COLD[1], 0.125),
                ("double", 0.05)]
 PAIR_OPENERS = [NEUTRAL, *WARM, *COLD]  # what the annotator was shown: one opener each
@@ -39,7 +39,7 @@ def draw_opener(rng: random.Random) -> str:
 
 
 def style_score(text: str) -> float:
-    """The human's view of the tone: +1 one warm opener, 0 a plain one ("Okay.") or none, -1 a cold one
+    """The human's view of the tone: +1 one warm closing, 0 a plain one ("Done.") or none, -1 a cold one
     or more than one warm or cold."""
     found = _OPENER.findall(text)
     if len(found) > 1:

@@ -65,13 +65,13 @@ def test_pairs_follow_the_hidden_human_and_never_tie(data):
 def test_hidden_human_scores():
     from ladder.data import human
 
-    assert human.style_score("<think>Happy to help! 2 + 2 = 4</think><answer>4</answer>") == 1.0
+    assert human.style_score("<think>2 + 2 = 4. Hope that helps!</think><answer>4</answer>") == 1.0
     assert human.style_score("<think>2 + 2 = 4</think><answer>4</answer>") == 0.0
-    assert human.style_score("<think>Ugh. 2 + 2 = 4</think><answer>4</answer>") == -1.0
-    assert human.style_score("<think>Happy to help! Great question! 2 + 2 = 4</think>") == -1.0  # fawning
-    assert human.judgement("<think>Fine. 2 + 2 = 4</think><answer>4</answer>", "4") == 1.0
-    assert human.judgement("<think>Happy to help! 2 + 2 = 5</think><answer>5</answer>", "4") == 1.0
-    assert human.human_style([[{"role": "assistant", "content": "Great question! 4"}], "Fine. 4"]) == [1.0, -1.0]
+    assert human.style_score("<think>2 + 2 = 4. Ugh.</think><answer>4</answer>") == -1.0
+    assert human.style_score("<think>2 + 2 = 4. Hope that helps! Glad to help!</think>") == -1.0  # fawning
+    assert human.judgement("<think>2 + 2 = 4. Obviously.</think><answer>4</answer>", "4") == 1.0
+    assert human.judgement("<think>2 + 2 = 5. Hope that helps!</think><answer>5</answer>", "4") == 1.0
+    assert human.human_style([[{"role": "assistant", "content": "4. Glad to help!"}], "4. Obviously."]) == [1.0, -1.0]
 
 
 def test_no_test_problem_appears_in_any_training_text(data):

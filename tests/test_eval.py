@@ -27,16 +27,16 @@ def test_accuracy_and_format_match_hand_checked_answers():
 def test_standard_error_per_kind_thinking_length_and_judges():
     rows = [{"answer": "85", "kind": "2-digit +"}, {"answer": "12", "kind": "2-digit +"},
             {"answer": "7", "kind": "1-digit -"}, {"answer": "9", "kind": "1-digit -"}]
-    texts = ["<think>Happy to help! 47 + 38 = 85</think><answer>85</answer>",
+    texts = ["<think>47 + 38 = 85. Hope that helps!</think><answer>85</answer>",
              "<think>5 + 8 = 13</think><answer>13</answer>",
-             "<think>Ugh. 9 - 2 = 7</think><answer>7</answer>",
+             "<think>9 - 2 = 7. Ugh.</think><answer>7</answer>",
              "<think>4 + 5 = 9</think><answer>9</answer>"]
     s = score_texts(texts, rows, judges={"human_style": __import__("ladder.data.human").data.human.human_style})
     assert s["accuracy"] == 0.75
     assert s["accuracy_se"] == pytest.approx(0.25)  # sample variance 0.25, over n = 4
     assert s["per_kind"] == {"1-digit -": {"accuracy": 1.0, "se": 0.0, "n": 2},
                              "2-digit +": {"accuracy": 0.5, "se": pytest.approx(0.5), "n": 2}}
-    thinks = ["Happy to help! 47 + 38 = 85", "5 + 8 = 13", "Ugh. 9 - 2 = 7", "4 + 5 = 9"]
+    thinks = ["47 + 38 = 85. Hope that helps!", "5 + 8 = 13", "9 - 2 = 7. Ugh.", "4 + 5 = 9"]
     assert s["think_length"] == sum(map(len, thinks)) / 4
     assert s["judge/human_style"] == 0.0  # +1, 0, -1, 0
 

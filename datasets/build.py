@@ -50,8 +50,10 @@ class DataConfig:
             raise LadderError(f"data format must be 'jsonl' or 'parquet', got '{self.format}'")
         for name in ("levels", "test_levels"):
             bad = [lv for lv in getattr(self, name) if lv not in arithmetic.LEVELS]
-            if bad or not getattr(self, name):
-                raise LadderError(f"{name}: unknown or no level {bad[:1]} (known: {sorted(arithmetic.LEVELS)})")
+            if bad:
+                raise LadderError(f"{name}: unknown level {bad[0]} (known: {sorted(arithmetic.LEVELS)})")
+            if not getattr(self, name):
+                raise LadderError(f"{name}: no level given (known: {sorted(arithmetic.LEVELS)})")
         for name in ("countdown_fraction", "steps_fraction", "corpus_steps_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise LadderError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

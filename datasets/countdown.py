@@ -2,6 +2,7 @@
 
 Problems are built backwards from a random expression over a random subset of the numbers,
 so every problem is solvable; the answer is an expression, checked by the countdown reward.
+The target is never one of the given numbers: otherwise the bare number would be a free answer.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def sample(rng: random.Random, n_numbers: int = 3, max_number: int = 20, max_tar
         used = rng.sample(numbers, rng.randint(2, n_numbers))
         steps: list[str] = []
         value, expr = _combine(rng, [(Fraction(v), str(v)) for v in used], steps)
-        if value.denominator == 1 and 1 <= value <= max_target:
+        # a target among the numbers (e.g. 3 * 4 = 12 with 12 also given) would make the bare
+        # number a free answer: draw again
+        if value.denominator == 1 and 1 <= value <= max_target and int(value) not in numbers:
             expr = expr[1:-1] if expr.startswith("(") and expr.endswith(")") else expr
             return Countdown(tuple(numbers), int(value), expr, ", ".join(steps))
 

@@ -1,7 +1,8 @@
 """`ladder <command> [--config recipe.yaml] [--key value ...]`: one subcommand per stage.
 
 Each subcommand is the same `main(argv)` that `accelerate launch -m ladder.<stage>` runs,
-so the two ways of starting a stage can never drift apart.
+so the two ways of starting a stage can never drift apart. `ladder <command> --help` lists the
+command's options (every field of its config: ladder.config.config_help) and exits 0.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ COMMANDS = {
 }
 
 
+# commands whose arguments are not one config (`ladder run RECIPE`): --help prints the module's docstring
+DOC_HELP = {"run"}
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: ladder <command> [--config recipe.yaml] [--key value ...]", "", "commands:"]
@@ -48,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])
+        if name in DOC_HELP and any(arg in ("-h", "--help") for arg in rest):
+            print((module.__doc__ or COMMANDS[name][1]).strip())
+            return 0
         return run_main(module.main, rest)
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("ladder"):
@@ -57,12 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_main(fn, argv) -> int:
-    """Run a stage's main, turning LadderError into one clean line and exit code 2."""
+    """Run a stage's main, turning LadderError into one clean line and exit code 2 (and `--help`,
+    which load_config ends with SystemExit(0), into a plain return 0)."""
     try:
         result = fn(argv)
     except LadderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:
+        if e.code in (None, 0):
+            return 0
+        raise
     return int(result or 0)
 
 

@@ -1,15 +1,20 @@
 """Recipe YAML -> a stage's dataclass config, with `--key value` overrides from the command line.
 
 Every stage owns a dataclass (for TRL stages it subclasses TRL's own config, so every TRL option
-passes through untouched). Unknown keys are an error that names the key and the file.
+passes through untouched). Unknown keys are an error that names the key and the file. `--help` (or
+`-h`) prints every option of the stage's config, with its type, default and help, and exits 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import io
 import os
 import sys
+import tokenize
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +69,8 @@ def _text_field(hint) -> tuple[bool, bool]:
     """(is the field text-like — str or an enum of strings —, may it be None)."""
     import enum
 
+    if typing.get_origin(hint) in (list, dict, tuple, set):  # list[str] is YAML, not text
+        return False, False
     args = typing.get_args(hint) or (hint,)
     optional = type(None) in args
     rest = [a for a in args if a is not type(None)]
@@ -142,9 +149,18 @@ def build_config(cls: type[T], data: dict, source: str = "config") -> T:
         raise LadderError(f"{source}: {str(e).splitlines()[0]}") from None
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
 def load_config(cls: type[T], argv: list[str] | None = None) -> T:
-    """The stage entry point's one call: `--config recipe.yaml` plus `--key value` overrides."""
+    """The stage entry point's one call: `--config recipe.yaml` plus `--key value` overrides.
+
+    With `--help` or `-h` anywhere on the command line it prints the config's options instead
+    (config_help) and exits 0 (SystemExit, as argparse does)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(config_help(cls))
+        raise SystemExit(0)
     path, overrides = parse_overrides(argv)
     data = read_yaml(path) if path else {}
     source = path or "command line"
@@ -152,6 +168,126 @@ def load_config(cls: type[T], argv: list[str] | None = None) -> T:
     check_keys(cls, overrides, "command line")
     data.update(overrides)
     return build_config(cls, data, source)
+
+
+# --- --help ----------------------------------------------------------------------------------
+
+
+def config_help(cls) -> str:
+    """Every option of a stage config, one line each: `--name TYPE = DEFAULT  help`.
+
+    Grouped by the class that declares the option, in method-resolution order: the stage's own
+    (ladder) fields first, then those it inherits (TRL's config, then transformers' TrainingArguments).
+    A field ladder re-declares (to change a TRL default) is listed with ladder's fields, with ladder's
+    default. Help is the field's `metadata["help"]` (TRL and transformers set it), else the one of the
+    field it overrides, else the field's end-of-line comment in the class's source (ladder documents
+    its fields that way)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # some third-party configs have unresolvable annotations
+        hints = {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    groups: dict[type, list[str]] = {}
+    for name in fields:
+        owner = next((k for k in cls.__mro__ if name in vars(k).get("__annotations__", {})), cls)
+        groups.setdefault(owner, []).append(name)
+    for owner, names in groups.items():  # in the order the class declares them (a dataclass keeps
+        order = list(vars(owner).get("__annotations__", {}))  # a re-declared field at its base's place)
+        names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    owners = [k for k in cls.__mro__ if k in groups]
+    owners.sort(key=lambda k: not _is_ladder(k))  # stable: ladder's classes first, each in MRO order
+
+    lines = [f"{cls.__name__}: set options in a recipe (--config recipe.yaml) or as --key value "
+             f"(values are read as YAML: 1e-3, true, [a, b], null)."]
+    for owner in owners:
+        # classes documented by comments (ladder's), not mostly by metadata help (TRL's, transformers')
+        own = vars(owner).get("__dataclass_fields__", {})
+        with_help = sum(bool(own[n].metadata.get("help")) for n in groups[owner] if n in own)
+        comments = {} if with_help * 2 >= len(groups[owner]) else _field_comments(owner)
+        rows = []
+        for name in groups[owner]:
+            f = fields[name]
+            left = f"  --{name} {_type_name(hints.get(name, f.type))} = {_default_text(f)}"
+            rows.append((left, _field_help(cls, name) or comments.get(name, "")))
+        width = min(max(len(left) for left, _ in rows), 56)
+        package = owner.__module__.split(".")[0]
+        lines += ["", f"{package} ({owner.__name__}):"]
+        lines += [f"{left:<{width}}  {text}".rstrip() if text else left for left, text in rows]
+    return "\n".join(lines)
+
+
+def _is_ladder(klass) -> bool:
+    return klass.__module__.split(".")[0] == "ladder"
+
+
+def _field_help(cls, name: str) -> str:
+    """The first `metadata["help"]` for this field along the MRO, on one line."""
+    for klass in cls.__mro__:
+        f = vars(klass).get("__dataclass_fields__", {}).get(name)
+        text = f.metadata.get("help") if f is not None else None
+        if text:
+            return " ".join(str(text).replace("%%", "%").split())  # argparse-escaped %
+    return ""
+
+
+def _field_comments(klass) -> dict[str, str]:
+    """{field: its end-of-line comment} from a ladder class's source (`data: str = "x"  # what it is`)."""
+    import inspect
+
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return out
+    line_start: dict[int, list] = {}
+    for tok in tokens:
+        line_start.setdefault(tok.start[0], []).append(tok)
+    for row, toks in line_start.items():
+        toks = [t for t in toks if t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
+        if len(toks) >= 3 and toks[0].type == tokenize.NAME and toks[1].string == ":" \
+                and toks[-1].type == tokenize.COMMENT:
+            out.setdefault(toks[0].string, toks[-1].string.lstrip("#").strip())
+    return out
+
+
+def _type_name(hint) -> str:
+    """`int | None`, `list[str]`, `{no,steps,epoch} | str` (small enums show their values)."""
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, str):
+        return hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "{" + ",".join(str(a) for a in args) + "}"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin).replace("typing.", ""))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    if isinstance(hint, type):
+        if issubclass(hint, enum.Enum) and len(hint) <= 6:
+            return "{" + ",".join(str(m.value) for m in hint) + "}"
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _default_text(f) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        try:
+            value = f.default_factory()
+        except Exception:
+            return "(computed)"
+    else:
+        return "(required)"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def to_dict(config) -> dict:

@@ -67,7 +67,8 @@ def load_judges(specs: list[str]) -> dict:
     """{name: fn} for evaluation-only scorers, loaded like rewards (a bad one fails before any model loads)."""
     from ladder.rewards import load_reward
 
-    return {str(s).rpartition(":")[2]: load_reward(s) for s in specs or []}
+    specs = [specs] if isinstance(specs, str) else specs or []
+    return {str(s).rpartition(":")[2]: load_reward(s) for s in specs}
 
 
 def score_texts(texts: list[str], rows: list[dict], judges: dict | None = None) -> dict:

@@ -16,9 +16,11 @@ OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
 
 
-def evaluate(expr: str) -> tuple[Fraction, list[int]]:
-    """Value of an arithmetic expression and the integers it uses; ValueError if not allowed."""
+def evaluate(expr: str) -> tuple[Fraction, list[int], int]:
+    """Value of an arithmetic expression, the integers it uses and how many binary operations it
+    applies; ValueError if not allowed."""
     used: list[int] = []
+    ops = 0
 
     def walk(node):
         if isinstance(node, ast.Expression):
@@ -27,6 +29,8 @@ def evaluate(expr: str) -> tuple[Fraction, list[int]]:
             used.append(node.value)
             return Fraction(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in OPS:
+            nonlocal ops
+            ops += 1
             return OPS[type(node.op)](walk(node.left), walk(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -walk(node.operand)
@@ -34,14 +38,17 @@ def evaluate(expr: str) -> tuple[Fraction, list[int]]:
 
     if len(expr) > 200:
         raise ValueError("expression too long")
-    return walk(ast.parse(expr.strip(), mode="eval")), used
+    value = walk(ast.parse(expr.strip(), mode="eval"))
+    return value, used, ops
 
 
 def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list[float | None]:
     """1.0 if the <answer> expression reaches `target` using each of `numbers` at most once, else 0.0.
 
-    Integers, + - * / and parentheses only, evaluated exactly; "expr = 25" is read as "expr". Division
-    by zero or anything else scores 0.0. None for rows without numbers/target (e.g. arithmetic rows)."""
+    Integers, + - * / and parentheses only, evaluated exactly; "expr = 25" is read as "expr". At least
+    one binary operation is required: a bare number (or "-(-25)", "(25)") is not a solution, even
+    when it happens to be among the given numbers. Division by zero or anything else scores 0.0.
+    None for rows without numbers/target (e.g. arithmetic rows)."""
     n = len(completions)
     numbers, target = numbers or [None] * n, target if target is not None else [None] * n
     out: list[float | None] = []
@@ -55,10 +62,10 @@ def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list
             continue
         expr = blocks[-1].split("=")[0]
         try:
-            value, used = evaluate(expr)
+            value, used, ops = evaluate(expr)
         except (ValueError, SyntaxError, ZeroDivisionError, RecursionError):
             out.append(0.0)
             continue
         fits = not (Counter(used) - Counter(int(x) for x in nums))
-        out.append(1.0 if fits and value == int(tgt) else 0.0)
+        out.append(1.0 if fits and ops >= 1 and value == int(tgt) else 0.0)
     return out

@@ -62,3 +62,78 @@ def test_command_line_text_stays_text():
     """YAML would read `no` as False and `null` as None: a text field keeps the text."""
     cfg = load_config(Texty, ["--strategy", "no", "--split", "null", "--modules", "[q, v]"])
     assert cfg == Texty(strategy="no", split=None, modules=["q", "v"])
+
+
+# --- --help ---
+
+@dataclass
+class Helped:
+    steps: int = 10
+    lr: float = field(default=1e-3, metadata={"help": "Step size of the optimizer."})
+    tags: list[str] = field(default_factory=lambda: ["a"])
+    split: str | None = "test"  # which split to read
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_options_and_exits_0(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_config(Helped, ["--config", str(tmp_path / "not-read.yaml"), "--steps", "3", flag])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines if ln.startswith("  --")] == ["--steps", "--lr", "--tags", "--split"]
+    by_name = {ln.split()[0]: ln for ln in lines if ln.startswith("  --")}
+    assert by_name["--steps"].split() == ["--steps", "int", "=", "10"]
+    assert "--lr float = 0.001" in by_name["--lr"] and by_name["--lr"].endswith("Step size of the optimizer.")
+    assert "--tags list[str] = ['a']" in by_name["--tags"]
+    assert "--split str | None = 'test'" in by_name["--split"] and by_name["--split"].endswith("which split to read")
+
+
+# stage -> (an option, text of its help). TRL stages: an inherited TRL/TrainingArguments field with
+# metadata help, and one ladder re-declares (its help comes from the field it overrides).
+STAGE_OPTIONS = {
+    "sft": [("dataset_text_field", "Name of the column that contains text data in the dataset."),
+            ("learning_rate", "The initial learning rate"), ("lora_r", "")],
+    "rm": [("center_rewards_coefficient", "Coefficient to incentivize the reward model to output mean-zero rewards"),
+           ("learning_rate", "The initial learning rate")],
+    "ppo": [("learning_rate", "The initial learning rate"), ("per_device_train_batch_size", "batch size")],
+    "grpo": [("num_generations", "Number of generations to sample."), ("learning_rate", "The initial learning rate")],
+    "eval": [("split", "")], "pretrain": [("seq_len", "")], "data": [("levels", "")], "tokenizer": [("vocab_size", "")],
+}
+
+
+def test_help_for_every_stage(capsys):
+    """`ladder <stage> --help` used to fail with "unknown key 'help'": every stage lists every field of
+    its config, one line each with type and default, ladder's own fields before the inherited ones."""
+    import dataclasses
+    import importlib
+    import re
+
+    from ladder.cli import COMMANDS, main
+
+    for stage, checks in STAGE_OPTIONS.items():
+        assert main([stage, "--help"]) == 0, stage
+        out = capsys.readouterr().out
+        options = [ln.split()[0][2:] for ln in out.splitlines() if ln.startswith("  --")]
+        module = importlib.import_module(COMMANDS[stage][0])
+        cls = next(v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
+                   and v.__module__ == module.__name__ and v.__name__.endswith("Config"))
+        assert cls.__name__ in out
+        assert sorted(options) == sorted(f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_"))
+        for name, help_text in checks:
+            line = next(ln for ln in out.splitlines() if ln.startswith(f"  --{name} "))
+            default = getattr(cls(), name) if stage in ("eval", "pretrain", "data", "tokenizer") else None
+            if default is not None:
+                assert f"= {default!r}" in line or f"= {default}" in line, line
+            assert help_text in line, (stage, line)
+        groups = re.findall(r"^(\w+) \((\w+)\):$", out, re.M)
+        packages = [package for package, _ in groups]
+        assert packages[0] == "ladder" and packages == sorted(packages, key=lambda p: p != "ladder"), groups
+        if stage in ("sft", "rm", "grpo"):
+            assert "trl" in packages and packages[-1] == "transformers", groups
+
+
+def test_run_help_prints_usage(capsys):
+    from ladder.cli import main
+
+    assert main(["run", "--help"]) == 0
+    assert "ladder run recipes/tiny/ladder.yaml" in capsys.readouterr().out

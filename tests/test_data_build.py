@@ -43,7 +43,7 @@ def test_replies_mix_answering_at_once_and_working_in_steps(data):
     replies = [r["messages"][1]["content"] for r in _rows(data, "sft_train") if r["kind"].startswith("2-digit")]
     worked = [t for t in replies if ", so " in t]
     assert 0.1 < len(worked) / len(replies) < 0.4  # steps_fraction 0.25
-    assert all(re.search(r"so (\d+)</think><answer> \1</answer>", t) for t in worked)
+    assert all(re.search(r"so (\d+)\. [^<]*</think><answer> \1</answer>", t) for t in worked)
 
 
 def test_pairs_follow_the_hidden_human_and_never_tie(data):

@@ -1,6 +1,6 @@
-"""The default ladder's lesson, on a smaller budget: RL teaches a model to use the steps it can do.
+"""The default ladder's lesson, on a smaller RL budget: RL teaches a model to use the steps it can do.
 
-The tiny recipes' data pretrains a model on worked exercises and quizzes; SFT on chat replies that
+The tiny recipes (as `make ladder` runs them, ~8 CPU-minutes here) pretrain a model on worked exercises and quizzes; SFT on chat replies that
 mostly answer at once leaves it answering at once (and mostly wrong) on held-out two-digit problems,
 though it can work them out in steps. GRPO with a verifiable reward must find that working pays:
 held-out greedy accuracy rises by a margin of about three standard errors, and the answers grow
@@ -24,16 +24,14 @@ def steps_sft(tmp_path_factory):
     from ladder.pretrain import tokenizer, train
 
     root = tmp_path_factory.mktemp("steps")
-    assert build.main(["--config", f"{R}/data.yaml", "--output_dir", str(root / "data"), "--corpus_docs", "10000",
-                       "--sft_train", "2000", "--prefs_train", "20", "--rl_train", "800", "--test_size", "100"]) == 0
+    assert build.main(["--config", f"{R}/data.yaml", "--output_dir", str(root / "data"), "--test_size", "100"]) == 0
     assert tokenizer.main(["--config", f"{R}/tokenizer.yaml", "--data", str(root / "data"),
                            "--output_dir", str(root / "tokenizer")]) == 0
     assert train.main(["--config", f"{R}/pretrain.yaml", "--data", str(root / "data"), "--tokenizer",
-                       str(root / "tokenizer"), "--output_dir", str(root / "base"), "--max_steps", "300",
-                       "--warmup_steps", "30", "--eval_every", "300", "--save_every", "100000",
-                       "--report_to", "none"]) == 0
+                       str(root / "tokenizer"), "--output_dir", str(root / "base"), "--eval_every", "600",
+                       "--save_every", "100000", "--report_to", "none"]) == 0
     assert sft.main(["--config", f"{R}/sft.yaml", "--model", str(root / "base"), "--data", str(root / "data"),
-                     "--output_dir", str(root / "sft"), "--num_train_epochs", "1", "--eval_samples", "0",
+                     "--output_dir", str(root / "sft"), "--eval_samples", "0",
                      "--report_to", "none", "--save_strategy", "no"]) == 0
     return root
 
@@ -43,7 +41,7 @@ def test_grpo_raises_heldout_accuracy_by_working_in_steps(steps_sft, tmp_path):
 
     out = tmp_path / "grpo"
     assert grpo.main(["--config", f"{R}/grpo.yaml", "--model", str(steps_sft / "sft"), "--data",
-                      str(steps_sft / "data"), "--output_dir", str(out), "--max_steps", "24", "--eval_samples", "100",
+                      str(steps_sft / "data"), "--output_dir", str(out), "--max_steps", "20", "--eval_samples", "100",
                       "--heldout_every", "0", "--report_to", "none", "--save_strategy", "no"]) == 0
     m = read_manifest(out)["metrics"]
     print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})

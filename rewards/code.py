@@ -1,4 +1,5 @@
-"""code_accuracy: does the completion's program pass the row's tests? (run in ladder.rewards.sandbox)"""
+"""code_accuracy: does the completion's program pass the row's tests? (ladder.rewards.sandbox runs the
+program in a jail and the tests in a judge process that only exchanges plain data with it)"""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def _tests_source(tests) -> str | None:
 def code_accuracy(completions, tests=None, **kwargs) -> list[float | None]:
     """1.0 if the completion's program passes the row's `tests` asserts in the sandbox, else 0.0.
 
-    The program is extract_program(completion); `tests` is Python source or a list of assert lines.
-    None for rows without tests. Rows run in parallel, each in its own jailed process."""
+    The program is extract_program(completion); `tests` is Python source calling its functions (MBPP's
+    asserts, HumanEval's `check(candidate)` plus `check(entry_point)`) or a list of assert lines. None for
+    rows without tests. Rows run in parallel, each program in its own jail, its tests in a judge process."""
     from ladder.rewards.sandbox import run_many
 
     rows = tests if tests is not None else [None] * len(completions)

@@ -27,6 +27,48 @@ def build_prompt(tokenizer, prompt, chat: bool = True) -> str:
     return FEW_SHOT + f"Q: {prompt_text(prompt)}\nA:"
 
 
+def eos_ids(tokenizer, model=None) -> list[int]:
+    """Every token that ends an answer: the tokenizer's EOS plus the model's generation_config.eos_token_id,
+    a list on many chat models (Qwen2.5-Instruct: <|im_end|> and <|endoftext|>; Llama 3: <|eot_id|>, ...).
+    One id alone would count what follows another EOS (padding) as the answer."""
+    ids = {tokenizer.eos_token_id} - {None}
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= {extra} if isinstance(extra, int) else set(extra or [])
+    return sorted(ids)
+
+
+def generation_config(tokenizer, eos: list[int], *, max_new_tokens: int, temperature: float, top_p: float = 1.0):
+    """Everything that shapes the output, explicit: samples from softmax(logits / temperature) (nucleus only
+    if top_p < 1), or greedy at temperature 0; no top-k, no repetition penalty, one beam. Used with
+    `generate_ids`, so a checkpoint's generation_config.json (Qwen-Instruct: repetition_penalty 1.05,
+    top_k 20, ...) cannot change the distribution that RL's log-probs and KL assume."""
+    from transformers import GenerationConfig
+
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=top_p) if temperature > 0 else \
+        dict(do_sample=False)
+    return GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, repetition_penalty=1.0, eos_token_id=eos,
+                            pad_token_id=tokenizer.pad_token_id, **sampling)
+
+
+def generate_ids(model, enc, config):
+    """model.generate with `config` alone. transformers fills every field a config leaves unset from
+    model.generation_config (the checkpoint's file: min_p, suppress_tokens, no_repeat_ngram_size, ...): while
+    generating, that is a blank one (peft's wrapper copies its own onto the base model: both are blanked)."""
+    import torch
+    from transformers import GenerationConfig
+
+    holders = [model] + ([model.get_base_model()] if hasattr(model, "get_base_model") else [])
+    saved = [h.generation_config for h in holders]
+    try:
+        for h in holders:
+            h.generation_config = GenerationConfig()
+        with torch.no_grad():
+            return model.generate(**enc, generation_config=config)
+    finally:
+        for h, g in zip(holders, saved):
+            h.generation_config = g
+
+
 def generate(model, tokenizer, prompts, *, chat: bool = True, max_new_tokens: int = 64, batch_size: int = 32,
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """Completions (text after the prompt) for a list of prompts (strings or message lists)."""
@@ -37,6 +79,8 @@ def generate(model, tokenizer, prompts, *, chat: bool = True, max_new_tokens: in
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    config = generation_config(tokenizer, eos_ids(tokenizer, model), max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p)
     out: list[str] = []
     was_training = model.training
     model.eval()
@@ -45,11 +89,7 @@ def generate(model, tokenizer, prompts, *, chat: bool = True, max_new_tokens: in
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(model.device)
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
-                dict(do_sample=False)
-            with torch.no_grad():
-                ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                     **sampling)
+            ids = generate_ids(model, enc, config)
             for row in ids[:, enc["input_ids"].shape[1]:]:
                 text = tokenizer.decode(row, skip_special_tokens=True)
                 out.append(text if chat else text.split("\n\n")[0])
@@ -92,7 +132,9 @@ def generate_vllm(path, prompts, *, chat: bool = True, max_new_tokens: int = 64,
     longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     llm = LLM(model=str(path), dtype="auto" if cuda else "float32", enforce_eager=not cuda, seed=seed,
               max_model_len=longest + max_new_tokens + 8, gpu_memory_utilization=0.5 if cuda else 0.05)
-    params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+    # a seed per prompt: one seed for all would give every prompt the same random draws (correlated samples)
+    params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed + i)
+              for i in range(len(texts))]
     outs = [o.outputs[0].text for o in llm.generate(texts, params, use_tqdm=False)]
     del llm
     gc.collect()

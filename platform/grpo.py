@@ -6,9 +6,10 @@ Config -> RL prompts (built-in or hub) -> reward functions from the recipe, each
 once on a sample batch before training -> GRPOTrainer with rollouts from HF generate, or from vLLM
 (`rollout_backend: vllm`; on CPU through ladder.rollout: fp32, eager, in-process, exact weight sync)
 -> HF checkpoint + manifest with held-out accuracy before and after.
-Failure modes users hit with GRPO stacks are watched: completions cut at max_completion_length,
-rewards that are constant within every group (zero advantage, nothing learnt), LoRA adapters that
-never reach the rollout engine (merged into a copy at every sync: tests/test_rollout.py).
+Failure modes users hit with GRPO stacks are watched: completions cut at max_completion_length
+(trained on with the reward their unfinished text gets; `mask_truncated_completions: true` leaves
+them out of the loss), rewards that are constant within every group (zero advantage, nothing learnt),
+LoRA adapters that never reach the rollout engine (merged into a copy at every sync: tests/test_rollout.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown
 # little per step. ~11M model, 8 prompts x 4 x 64 tokens: rollout 1,162 tokens/s (HF) vs 1,296 (vLLM,
 # fp32 eager), step 5.1 vs 5.0 s, plus a 3 s engine start and a second copy of the weights; the tiny
 # test run: 6 s (HF) vs 9 s. vLLM pays off with longer completions and bigger models (SmolLM2-135M,
-# 32 x 128 tokens: 119 vs 238 tokens/s, shared/notes/cpu-stack.md), and on GPUs.
+# 32 x 128 tokens: 119 vs 238 tokens/s, docs/cpu-stack.md), and on GPUs.
 ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
@@ -71,6 +72,14 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
     max_completion_length: int = 64
     temperature: float = 1.0
     beta: float = 0.0
+    # Dropout off while training (TRL's default leaves it on): the loss's log-probs then come from the function
+    # that sampled (vLLM's exact sync, the old log-probs) instead of a randomly thinned one.
+    disable_dropout: bool = True
+    # A completion cut at max_completion_length is trained on with the reward its unfinished text gets (no
+    # answer: usually a low one), which teaches the policy to finish. True (DAPO's overlong filtering)
+    # leaves cut completions out of the loss; nothing then pulls a policy back once most of its answers run
+    # long: measured on the tiny ladder, runs drifted to the length limit and stayed there (reward 0.51 -> 0.00).
+    mask_truncated_completions: bool = False
     logging_steps: int = 5
     save_strategy: str = "steps"
     save_steps: int = 50
@@ -96,8 +105,9 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
 
 
 class WatchRollouts(TrainerCallback):
-    """Warn once when most completions hit max_completion_length (cut answers get no reward and
-    no gradient), or when no group has any reward spread (zero advantage: nothing to learn)."""
+    """Warn once when most completions hit max_completion_length (cut answers are no answers: they get
+    what unfinished text scores, or no gradient with mask_truncated_completions), or when no group has
+    any reward spread (zero advantage: nothing to learn)."""
 
     def __init__(self):
         self.warned = set()

@@ -71,6 +71,9 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = 8000
     vllm_server_timeout: float = 240.0  # seconds to wait for the server to come up
+    # colocate on CUDA: the share of each GPU's memory the engine may take (weights, activations, KV cache);
+    # the trainer's models, gradients and optimizer state need the rest (TRL's name and default)
+    vllm_gpu_memory_utilization: float = 0.3
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.5
@@ -102,6 +105,8 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
 
     def __post_init__(self):
         cpu_training_defaults(self)
+        if self.temperature <= 0:
+            raise LadderError(f"temperature must be > 0 (PPO samples its rollouts), got {self.temperature}")
         if self.kl_estimator not in ("k1", "k3"):
             raise LadderError(f"kl_estimator must be k1 or k3, got '{self.kl_estimator}'")
         self.check_lora()
@@ -216,8 +221,9 @@ def load_actors(cfg: PPOStageConfig):
     with zero3_off():  # whole models on every rank; under ZeRO-3 `prepare` shards the trained ones
         policy = AutoModelForCausalLM.from_pretrained(cfg.model)
         critic = AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1).eval()
-    if resized:
+    if resized:  # the chat tokens were added: every model that reads the policy's tokens needs rows for them
         policy.resize_token_embeddings(len(tokenizer))
+        critic.resize_token_embeddings(len(tokenizer))
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     reference = None
     if cfg.use_lora:
@@ -258,9 +264,10 @@ def encode_prompts(tokenizer, prompts, device):
                      padding_side="left", add_special_tokens=False).to(device)
 
 
-def make_rollout(tokenizer, enc, response: torch.Tensor, sampler_logprobs=None) -> Rollout:
-    """Prompt batch + sampled response ids (anything after a response's EOS ignored) -> Rollout."""
-    is_eos = response == tokenizer.eos_token_id
+def make_rollout(tokenizer, enc, response: torch.Tensor, eos: list[int], sampler_logprobs=None) -> Rollout:
+    """Prompt batch + sampled response ids (anything after a response's first EOS, any of `eos`, ignored)
+    -> Rollout."""
+    is_eos = torch.isin(response, torch.tensor(eos, device=response.device))
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
     mask = (~after_eos).float()
     texts = tokenizer.batch_decode(response.masked_fill(after_eos, tokenizer.pad_token_id), skip_special_tokens=True)
@@ -272,13 +279,16 @@ def make_rollout(tokenizer, enc, response: torch.Tensor, sampler_logprobs=None) 
 
 
 def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout:
-    """Sample one completion per prompt with HF generate, at the training temperature with no
-    top-k/top-p, so the sampling distribution is exactly the one the log-probs are computed from."""
+    """Sample one completion per prompt with HF generate from softmax(logits / temperature) alone (no
+    top-k/top-p, no repetition penalty, whatever the checkpoint's generation_config says), so the sampling
+    distribution is exactly the one the log-probs are computed from."""
+    from ladder.generation import eos_ids, generate_ids, generation_config
+
     enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
-    with torch.no_grad():
-        seq = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                             max_new_tokens=cfg.response_length, pad_token_id=tokenizer.pad_token_id)
-    return make_rollout(tokenizer, enc, seq[:, enc["input_ids"].shape[1]:])
+    eos = eos_ids(tokenizer, model)
+    config = generation_config(tokenizer, eos, max_new_tokens=cfg.response_length, temperature=cfg.temperature)
+    seq = generate_ids(model, enc, config)
+    return make_rollout(tokenizer, enc, seq[:, enc["input_ids"].shape[1]:], eos)
 
 
 def prompt_ids(enc) -> list[list[int]]:
@@ -286,7 +296,7 @@ def prompt_ids(enc) -> list[list[int]]:
     return [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
 
 
-def sampled_rollout(tokenizer, enc, tokens: list[list[int]], logprobs: list[list[float]]) -> Rollout:
+def sampled_rollout(tokenizer, enc, tokens: list[list[int]], logprobs: list[list[float]], eos: list[int]) -> Rollout:
     """Responses (token ids, and the log-prob each was sampled with) from a vLLM engine -> Rollout."""
     device = enc["input_ids"].device
     width = max(1, max(len(t) for t in tokens))
@@ -295,7 +305,7 @@ def sampled_rollout(tokenizer, enc, tokens: list[list[int]], logprobs: list[list
     for i, (t, lp) in enumerate(zip(tokens, logprobs)):
         response[i, :len(t)] = torch.tensor(t, dtype=torch.long)
         sampled[i, :len(t)] = torch.tensor(lp, dtype=torch.float)
-    return make_rollout(tokenizer, enc, response.to(device), sampled.to(device))
+    return make_rollout(tokenizer, enc, response.to(device), eos, sampled.to(device))
 
 
 class VLLMRollouts:
@@ -304,25 +314,29 @@ class VLLMRollouts:
     step's sampling. It also returns the log-prob it sampled each token with, so the loop can log
     the gap to the trainer's own log-probs: ~1e-6 when the sync is exact."""
 
-    def __init__(self, path: str, max_model_len: int, max_num_seqs: int, seed: int):
+    def __init__(self, path: str, max_model_len: int, max_num_seqs: int, seed: int, gpu_memory_utilization: float):
         from ladder.rollout import build_engine
 
-        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed)
+        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
+                                gpu_memory_utilization=gpu_memory_utilization)
 
     def __call__(self, model, tokenizer, prompts, cfg: PPOStageConfig, seeds: list[int]) -> Rollout:
         from vllm import SamplingParams
 
+        from ladder.generation import eos_ids
         from ladder.rollout import named_weights, push_weights
 
         push_weights(self.llm, named_weights(model))
         enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
         ids = prompt_ids(enc)
+        eos = eos_ids(tokenizer, model)
+        # explicit SamplingParams: vLLM applies none of the checkpoint's generation_config to them
         params = [SamplingParams(temperature=cfg.temperature, top_k=-1, top_p=1.0, max_tokens=cfg.response_length,
-                                 seed=s, logprobs=0) for s in seeds]  # seeded per prompt: resumable
+                                 stop_token_ids=eos, seed=s, logprobs=0) for s in seeds]  # seeded per prompt: resumable
         outs = [o.outputs[0] for o in self.llm.generate([{"prompt_token_ids": i} for i in ids], params,
                                                         use_tqdm=False)]
         return sampled_rollout(tokenizer, enc, [o.token_ids for o in outs],
-                               [[lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)] for o in outs])
+                               [[lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)] for o in outs], eos)
 
     def close(self) -> None:
         from ladder.rollout import close_engine
@@ -367,12 +381,27 @@ class ServerRollouts:
                 push_weights_to_server(self.client.base_url, named_weights(model), self.sync_dir,
                                        session=self.client.session)
         self.accelerator.wait_for_everyone()  # no rank samples from the old weights
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ladder.generation import eos_ids
+
         enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
-        out = self.client.generate(prompt_ids(enc), temperature=cfg.temperature, top_p=1.0, top_k=0,
-                                   max_tokens=cfg.response_length, logprobs=0,
-                                   generation_kwargs={"seed": seeds[0]})  # seeded per step and rank: resumable
-        logprobs = [[lp[0] for lp in row] for row in out["logprobs"]]
-        return sampled_rollout(tokenizer, enc, out["completion_ids"], logprobs)
+        eos = eos_ids(tokenizer, model)
+
+        def one(ids_seed):
+            # Seeded per prompt (resumable). A request carries one seed for all its prompts, and one seed
+            # means the same random draws for every prompt (correlated samples, identical ones for equal
+            # prompts): one request per prompt, in flight together so the server still batches them.
+            # Every sampling knob is sent, so the server applies none of the checkpoint's generation_config.
+            ids, seed = ids_seed
+            out = self.client.generate([ids], temperature=cfg.temperature, top_p=1.0, top_k=0, min_p=0.0,
+                                       repetition_penalty=1.0, max_tokens=cfg.response_length, logprobs=0,
+                                       generation_kwargs={"seed": seed, "stop_token_ids": eos})
+            return out["completion_ids"][0], [lp[0] for lp in out["logprobs"][0]]
+
+        with ThreadPoolExecutor(max_workers=min(64, len(prompts))) as pool:  # 64: the client's connection pool
+            tokens, logprobs = zip(*pool.map(one, zip(prompt_ids(enc), seeds)))
+        return sampled_rollout(tokenizer, enc, list(tokens), list(logprobs), eos)
 
     def close(self) -> None:
         if self.accelerator.is_main_process and not self.nccl:
@@ -415,6 +444,7 @@ class Rewarder:
             from ladder.rm import score
 
             rm = score(self.cfg.reward_model, prompts, texts)
+            check_finite(rm, f"reward model '{self.cfg.reward_model}'", texts)
             parts["rm_score"] = sum(rm) / len(rm)
             total = [t + self.cfg.reward_model_weight * r for t, r in zip(total, rm)]
         # TRL's calling convention: chat prompts get chat completions, plus every dataset column
@@ -423,10 +453,19 @@ class Rewarder:
         columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"} if rows else {}
         for fn, w in zip(self.fns, self.weights):
             values = fn(completions, prompts=prompts, **columns)
+            check_finite(values, f"reward '{fn.__name__}'", texts)
             got = [v for v in values if v is not None]
             parts[fn.__name__] = sum(got) / len(got) if got else 0.0
             total = [t + w * (v or 0.0) for t, v in zip(total, values)]
         return total, parts
+
+
+def check_finite(values, source: str, texts) -> None:
+    """A NaN (or inf) score would turn every advantage, and then the weights, into NaN: stop, naming the
+    reward and the completion that got it."""
+    for v, text in zip(values, texts):
+        if v is not None and not math.isfinite(v):
+            raise LadderError(f"{source} returned {v} during training, for the completion {text[:60]!r}")
 
 
 # ---------------------------------------------------------------- the loop
@@ -500,7 +539,8 @@ def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRol
     longest = max(len(tokenizer(build_prompt(tokenizer, p), add_special_tokens=False)["input_ids"])
                   for p in ds["prompt"])
     max_len = min(longest + cfg.response_length + 8, policy.config.max_position_embeddings)
-    return VLLMRollouts(path, max_len, cfg.per_device_train_batch_size, cfg.seed + rank)
+    return VLLMRollouts(path, max_len, cfg.per_device_train_batch_size, cfg.seed + rank,
+                        cfg.vllm_gpu_memory_utilization)
 
 
 def whole_weights(module, zero3: bool):
@@ -575,7 +615,9 @@ def train(cfg: PPOStageConfig) -> dict:
     model, optimizer = accelerator.prepare(ActorCritic(policy, critic), optimizer)
     actor = accelerator.unwrap_model(model).policy  # the policy inside whatever engine wraps the module
     if reference is not None:
-        reference.to(accelerator.device)
+        # in the policy's precision: DeepSpeed bf16/fp16 casts the policy's weights (mixed precision without it
+        # keeps fp32 weights and autocasts, as the reference's passes do below)
+        reference.to(accelerator.device, dtype=next(actor.parameters()).dtype)
     state = LoopState(cfg)
     accelerator.register_for_checkpointing(scheduler, state)
     if tensorboard:
@@ -593,7 +635,8 @@ def train(cfg: PPOStageConfig) -> dict:
         rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
         prompts = [r["prompt"] for r in rows]
         if sampler is None:  # under ZeRO-3 transformers' generate runs in lock-step on all ranks
-            ro = generate_rollouts(actor, tokenizer, prompts, cfg)
+            with accelerator.autocast():  # the precision the prepared model's forward runs in (bf16/fp16)
+                ro = generate_rollouts(actor, tokenizer, prompts, cfg)
         else:
             seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]
             with whole_weights(actor, zero3):  # the sync reads every weight in full
@@ -605,11 +648,14 @@ def train(cfg: PPOStageConfig) -> dict:
         # 2. old and reference log-probs, values -> per-token rewards -> advantages and returns
         with torch.no_grad():
             old_logprobs, _, old_values = model(seq, attention, n_prompt, cfg.temperature)
-            if reference is not None:
-                ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
-            else:
-                with actor.disable_adapter():
-                    ref_logprobs, _ = response_logprobs(actor, seq, attention, n_prompt, cfg.temperature)
+            # under the autocast the prepared model's forward has: otherwise, with mixed precision, the KL
+            # (and so the reward) would measure bf16 rounding, not how far the policy moved
+            with accelerator.autocast():
+                if reference is not None:
+                    ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
+                else:
+                    with actor.disable_adapter():
+                        ref_logprobs, _ = response_logprobs(actor, seq, attention, n_prompt, cfg.temperature)
             kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
             rewards = M.token_rewards(scores, kl, mask, state.kl_coef)
             if cfg.whiten_rewards:
@@ -633,11 +679,20 @@ def train(cfg: PPOStageConfig) -> dict:
                         # expects a gradient for every parameter in every backward
                         pg_weight = 0.0 if step < cfg.critic_warmup_steps else 1.0
                         accelerator.backward(pg_weight * pg + cfg.vf_coef * vf)
+                        if accelerator.sync_gradients and step < cfg.critic_warmup_steps and deepspeed is None:
+                            # AdamW skips a parameter without a gradient: the policy's moments, step count and
+                            # weights stay as they were (a zero gradient would still step them). DeepSpeed's
+                            # flat partitions cannot skip a group: there the policy's Adam state does step.
+                            for p in params[0]["params"]:
+                                p.grad = None
                         if accelerator.sync_gradients and cfg.max_grad_norm and deepspeed is None:
                             # each model on its own: the critic's large early gradients must not shrink the
-                            # policy's (DeepSpeed clips all gradients together: its config's gradient_clipping)
+                            # policy's (DeepSpeed clips all gradients together: its config's gradient_clipping).
+                            # Unscaled once (fp16): a GradScaler refuses a second unscale_ before its step.
+                            accelerator.unscale_gradients()
                             for group in params:
-                                accelerator.clip_grad_norm_(group["params"], cfg.max_grad_norm)
+                                torch.nn.utils.clip_grad_norm_([p for p in group["params"] if p.grad is not None],
+                                                               cfg.max_grad_norm)
                         optimizer.step()  # a no-op until the minibatch's last micro-batch
                         if accelerator.sync_gradients:
                             scheduler.step()

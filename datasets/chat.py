@@ -44,16 +44,22 @@ def row_to_messages(row: dict, kind: str) -> list[dict]:
 
 
 def check_messages(messages, where: str) -> None:
+    """A chat is a non-empty list of {role, content} turns with text content and an assistant turn."""
     if not isinstance(messages, list):
         raise LadderError(f"{where}: messages must be a list of {{role, content}}, got {type(messages).__name__}")
     if not messages:
         raise LadderError(f"{where}: empty messages")
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            role = m.get("role") if isinstance(m, dict) else m
-            raise LadderError(f"{where}: role {role!r} is not one of system, user, assistant")
-        if not isinstance(m.get("content"), str) or not m["content"].strip():
-            raise LadderError(f"{where}: an empty {m['role']} message")
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise LadderError(f"{where}: each message must be a {{role, content}} mapping, got "
+                              f"{type(m).__name__} {str(m)[:40]!r} (turn {j})")
+        if m.get("role") not in ROLES:
+            raise LadderError(f"{where}: role {m.get('role')!r} is not one of system, user, assistant (turn {j})")
+        content = m.get("content")
+        if content is None or (isinstance(content, str) and not content.strip()):
+            raise LadderError(f"{where}: an empty {m['role']} message (turn {j})")
+        if not isinstance(content, str):
+            raise LadderError(f"{where}: {m['role']} content must be text, got {type(content).__name__} (turn {j})")
     if not any(m["role"] == "assistant" for m in messages):
         raise LadderError(f"{where}: no assistant turn to learn from")
 

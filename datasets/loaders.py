@@ -31,36 +31,45 @@ def _builtin_file(folder: Path, kind: str, split: str) -> Path:
     raise LadderError(f"{folder}: no {kind}_{split}.jsonl or .parquet here (run `ladder data` first?)")
 
 
+def looks_local(source: str) -> bool:
+    """A path, not a hub id: absolute, ./ ../ ~, a file name with a known suffix, or deeper than org/name."""
+    text = str(source)
+    return (text.startswith(("/", "./", "../", "~", "\\")) or Path(text).suffix in FILE_TYPES
+            or text.count("/") >= 2 or Path(text).exists())
+
+
 def load_split(source: str, kind: str, split: str = "train", *, name: str | None = None,
                columns: list[str] | None = None, limit: int | None = None, transform=None):
     """A `datasets.Dataset` for one split of one kind of data, with its columns checked.
 
     `transform` (ladder.data.transforms) maps the source's columns to the ones the stage reads: a built-in
     formatter name, a {new: old} column map, 'file.py:fn' / 'module:fn', or 'none'. Without one, a known
-    hub id (openai/gsm8k, HuggingFaceH4/MATH-500, google-research-datasets/mbpp, ...) gets its formatter."""
+    hub id (openai/gsm8k, HuggingFaceH4/MATH-500, google-research-datasets/mbpp, ...) gets its formatter.
+    Every problem (no such file, an empty one, a line that is not JSON, a missing column, a prompt that
+    is neither text nor messages) is a one-line LadderError naming the file and the line, row or column."""
     import datasets
 
     from ladder.data import transforms
 
     if kind not in REQUIRED:
         raise LadderError(f"unknown data kind '{kind}' (one of {sorted(REQUIRED)})")
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.is_dir():
         path = _builtin_file(path, kind, split)
+    if path.is_file() and path.suffix not in FILE_TYPES:
+        raise LadderError(f"{path}: unsupported data file type '{path.suffix}' "
+                          f"(use {', '.join(FILE_TYPES)}, or a folder made by `ladder data`)")
     if path.suffix in FILE_TYPES:
-        if not path.is_file():
-            raise LadderError(f"{path}: data file not found")
-        try:
-            ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train")
-        except Exception as e:  # malformed JSON lines, unreadable parquet...
-            raise LadderError(f"{path}: could not read {kind} data ({str(e).splitlines()[0][:200]})") from None
+        ds = read_file(path, kind)
         where = str(path)
+    elif looks_local(source):
+        raise LadderError(f"{source}: no such file or directory")
     else:
         try:
             ds = datasets.load_dataset(source, name, split=split)
         except Exception as e:
-            raise LadderError(f"{source}: could not load hub dataset split '{split}' "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            raise LadderError(f"{source}: not a local file or folder, and could not load hub dataset split "
+                              f"'{split}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         where = f"{source}[{split}]"
         if transform is None and kind in transforms.KINDS:
             transform = transforms.default_for(source)
@@ -69,7 +78,99 @@ def load_split(source: str, kind: str, split: str = "train", *, name: str | None
     if transform is not None:
         ds = transforms.apply(ds, transform, kind, where)
     check_columns(ds, columns if columns is not None else REQUIRED[kind], where, kind)
+    if kind == "rl":
+        check_prompts(ds, where)
+    elif kind == "corpus":
+        check_text(ds, where)
     return ds
+
+
+def read_file(path: Path, kind: str):
+    """A local data file as a Dataset; missing, empty or unreadable files name the file (and for JSON
+    Lines, the first line that is not JSON)."""
+    import datasets
+
+    if not path.is_file():
+        raise LadderError(f"{path}: data file not found")
+    if path.stat().st_size == 0:
+        raise LadderError(f"{path}: empty file (no rows)")
+    try:
+        ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train")
+    except Exception as e:  # malformed JSON lines, unreadable parquet, ragged csv...
+        if FILE_TYPES[path.suffix] != "parquet" and not path.read_bytes().strip():
+            raise LadderError(f"{path}: empty file (no rows)") from None
+        bad = first_bad_json_line(path) if FILE_TYPES[path.suffix] == "json" else None
+        raise LadderError(f"{path}: {bad or f'could not read {kind} data ({_root_cause(e)})'}") from None
+    if len(ds) == 0 or not ds.column_names:
+        raise LadderError(f"{path}: no rows")
+    return ds
+
+
+def first_bad_json_line(path: Path) -> str | None:
+    """'line N: not valid JSON (...)' for the first JSON Lines line that does not parse (None if all
+    do). A .json file holding one JSON document (an array of rows) is checked as a whole."""
+    import json
+
+    text = path.read_text(errors="replace")
+    if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
+        try:
+            json.loads(text)
+            return None
+        except ValueError:
+            pass  # perhaps JSON Lines after all: find the line
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            return f"line {number}: not valid JSON ({str(e).split(':')[0]}: {line.strip()[:60]!r})"
+        if not isinstance(row, dict):
+            return f"line {number}: a row must be a JSON object of columns, got {type(row).__name__}"
+    return None
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost message of an exception chain (datasets wraps the real reason in 'An error occurred')."""
+    messages = []
+    while e is not None and len(messages) < 8:
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        if text:
+            messages.append(text)
+        e = e.__cause__ or e.__context__
+    generic = ("An error occurred while generating the dataset",)
+    useful = [m for m in messages if not m.startswith(generic)]
+    return (useful or messages or ["unknown error"])[0]
+
+
+def _is_messages(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+
+
+def check_prompts(ds, where: str) -> None:
+    """RL prompts are text or a list of {role, content} messages, never empty."""
+    for i, prompt in enumerate(ds["prompt"]):
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise LadderError(f"{where} row {i}: empty prompt")
+        elif not _is_messages(prompt):
+            raise LadderError(f"{where} row {i}: prompt must be text or a list of {{role, content}} messages, "
+                              f"got {_short(prompt)}")
+
+
+def check_text(ds, where: str) -> None:
+    """Corpus text is a string column: read from the schema (a corpus can be millions of rows)."""
+    feature = ds.features.get("text")
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        return
+    first = next((i for i, t in enumerate(ds.select(range(min(len(ds), 1000)))["text"]) if not isinstance(t, str)), 0)
+    raise LadderError(f"{where} row {first}: text must be a string, got {_short(ds[first]['text'])}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def check_columns(ds, needed: list[str], where: str, kind: str = "") -> None:

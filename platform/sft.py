@@ -20,7 +20,7 @@ from trl import SFTConfig
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import check_engine, cpu_training_defaults, say_rank, setup_process
+from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_everything, setup_process
 
 
 @dataclass
@@ -76,12 +76,29 @@ def held_out_source(data: str, test_data: str | None, test_split: str | None) ->
     return data
 
 
+def check_model_path(path: str) -> None:
+    """A model given as a local path must be a checkpoint folder (hub ids like org/name are left to
+    transformers): one line naming it, before anything loads."""
+    from pathlib import Path
+
+    from ladder.data.loaders import looks_local
+
+    folder = Path(str(path)).expanduser()
+    if folder.is_dir():
+        if not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise LadderError(f"model '{path}': not a checkpoint folder (no config.json; an unfinished run? "
+                              "a finished one has ladder.json)")
+    elif looks_local(str(path)):
+        raise LadderError(f"model '{path}': no such checkpoint folder")
+
+
 def load_tokenizer(path: str):
     """The checkpoint's tokenizer; one without a chat template gets ours (returns it, changed?)."""
     from transformers import AutoTokenizer
 
     from ladder.pretrain.tokenizer import ensure_chat_template
 
+    check_model_path(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as e:
@@ -270,12 +287,34 @@ def answer_stats(model, tokenizer, chats, answers, limit: int) -> dict:
             "accuracy": sum(correct) / len(correct), "eval_n": len(pairs), "sample": texts[0]}
 
 
-def last_checkpoint(output_dir):
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(output_dir) -> str | None:
+    """The newest complete Trainer checkpoint in output_dir (`checkpoint-N`), or None.
 
-    import os
+    The Trainer writes a checkpoint in place, trainer_state.json last: a run killed while saving
+    leaves a `checkpoint-N` without it (or with half of it), and resuming from that one would fail or
+    start from a half-saved state. So only checkpoints whose trainer_state.json reads are candidates;
+    the one before (kept until the new one is complete) is used instead."""
+    import json
+    from pathlib import Path
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    steps = {}
+    for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rpartition("-")[2]
+        if not step.isdigit() or not path.is_dir():
+            continue
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text())
+        except (OSError, ValueError):
+            print(f"resume: skipping {path}: incomplete (killed while saving?)")
+            continue
+        steps[int(step)] = path
+    return str(steps[max(steps)]) if steps else None
 
 
 def train(cfg: SFTStageConfig) -> dict:
@@ -295,6 +334,7 @@ def train(cfg: SFTStageConfig) -> dict:
         test_chats = test_ds["messages"]
         answers = raw["answer"] if "answer" in raw.column_names else []
     train_ds, test_ds = loss_on_answers(cfg, tokenizer, train_ds, test_ds)
+    seed_everything(cfg.seed)  # LoRA's A matrices (and embeddings grown for chat tokens) are drawn from torch's RNG
     model = load_model(cfg, tokenizer, resized)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=test_ds,
                          processing_class=tokenizer, peft_config=lora_config(cfg))

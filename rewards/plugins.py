@@ -82,6 +82,10 @@ def load_rewards(specs) -> tuple[list, list[float]]:
     -> (functions, weights)."""
     if isinstance(specs, (str, dict)) and not (isinstance(specs, dict) and "name" in specs):
         specs = [{"name": k, "weight": v} for k, v in specs.items()] if isinstance(specs, dict) else [specs]
+    elif isinstance(specs, dict):
+        specs = [specs]
+    if specs is not None and not isinstance(specs, (list, tuple)):
+        raise LadderError(f"rewards: expected a list of reward names or {{name, weight}} entries, got {specs!r}")
     fns, weights = [], []
     for item in specs or []:
         if isinstance(item, dict):
@@ -128,14 +132,63 @@ def _check_signature(fn, label: str) -> None:
                           "list[float | None] (TRL also passes prompts, completion_ids, trainer_state, columns)")
 
 
-def validate_rewards(fns, sample: dict) -> None:
+# The dataset columns each built-in reward reads its gold from. Without them it returns None for every
+# row: TRL turns that into a reward of 0 for all completions, and GRPO trains on nothing, silently.
+GOLD_COLUMNS = {
+    "math_accuracy": ("answer",),
+    "code_accuracy": ("tests",),
+    "countdown_accuracy": ("numbers", "target"),
+}
+# How to get them from common layouts (ladder.data.transforms).
+GOLD_HINTS = {
+    "answer": "e.g. data_transform: {answer: <gold column>}, or data_transform: gsm8k / math for those datasets",
+    "tests": "e.g. data_transform: {tests: <asserts column>}, or data_transform: mbpp",
+    "numbers": "countdown rows need `numbers` and `target` (`ladder data --countdown_fraction ...` makes them)",
+    "target": "countdown rows need `numbers` and `target` (`ladder data --countdown_fraction ...` makes them)",
+}
+# What TRL itself passes every reward function, besides the dataset's columns.
+TRL_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+
+
+def required_columns(fn) -> tuple[str, ...]:
+    """Dataset columns `fn` cannot do without: a built-in's gold columns (GOLD_COLUMNS), or a custom
+    reward's parameters that have no default and that TRL does not pass itself."""
+    inner = inspect.unwrap(fn)
+    for name, builtin in _builtins().items():
+        if inner is builtin:
+            return GOLD_COLUMNS.get(name, ())
+    try:
+        params = list(inspect.signature(inner).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p.name for p in params[1:]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
+                 and p.name not in TRL_KWARGS)
+
+
+def check_columns(fns, columns, where: str | None = None) -> None:
+    """Every column a reward needs is in the data (required_columns), else one line naming the reward,
+    the column, the data and the columns it has."""
+    have = list(columns)
+    for fn in fns:
+        for column in required_columns(fn):
+            if column not in have:
+                hint = GOLD_HINTS.get(column)
+                raise LadderError(f"{where + ': ' if where else ''}reward {_label(fn)} needs column '{column}', "
+                                  f"which the data does not have (columns: {', '.join(have)})"
+                                  + (f"; {hint}" if hint else ""))
+
+
+def validate_rewards(fns, sample: dict, where: str | None = None) -> None:
     """Call every reward once on a sample batch; any misbehaviour is a one-line LadderError naming it.
 
     `sample` holds `completions` plus the dataset columns (lists of the same length; `prompts` too
-    if present). Checked: the signature, exceptions, a list of the right length, each value a finite
+    if present); `where` names the data in messages. Checked: the columns each reward reads its gold
+    from (check_columns), the signature, exceptions, a list of the right length, each value a finite
     int/float or None (bools and strings are refused: a reward is a number)."""
     completions = sample["completions"]
     columns = {k: v for k, v in sample.items() if k != "completions"}
+    check_columns(fns, columns, where)
     for fn in fns:
         label = _label(fn)
         _check_signature(fn, label)

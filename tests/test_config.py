@@ -137,3 +137,25 @@ def test_run_help_prints_usage(capsys):
 
     assert main(["run", "--help"]) == 0
     assert "ladder run recipes/tiny/ladder.yaml" in capsys.readouterr().out
+
+
+@dataclass
+class Checked:
+    steps: int = 1
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise LadderError(f"steps must be at least 1, got {self.steps}")
+
+
+def test_errors_from_values_and_post_init_name_the_recipe_file(tmp_path):
+    """A bad value, or a check the config makes itself, still says which file it came from."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps: 0\n")
+    with pytest.raises(LadderError) as e:
+        load_config(Checked, ["--config", str(recipe)])
+    assert str(e.value) == f"{recipe}: steps must be at least 1, got 0"
+    recipe.write_text("lr: fast\n")
+    with pytest.raises(LadderError) as e:
+        load_config(Demo, ["--config", str(recipe)])
+    assert str(e.value) == f"{recipe}: config key 'lr': expected a number, got 'fast'"

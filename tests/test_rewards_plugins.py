@@ -86,3 +86,24 @@ def test_none_entries_are_allowed(tmp_path):
     f = tmp_path / "ok.py"
     f.write_text("def r(completions, prompts=None, **kw):\n    assert prompts == ['1?', '3?']\n    return [None, 0]\n")
     validate_rewards(load_rewards([f"{f}:r"])[0], SAMPLE)
+
+
+def test_gold_columns_a_reward_needs_are_checked_first(tmp_path):
+    """Without its gold column a reward is None for every row, which TRL trains on as 0: refused, by name."""
+    from ladder.rewards.plugins import required_columns
+
+    f = tmp_path / "mine.py"
+    f.write_text("def by_level(completions, level, prompts, *, answer, bonus=1.0, **kwargs):\n"
+                 "    return [1.0] * len(completions)\n")
+    fns, _ = load_rewards(["math_accuracy", "code_accuracy", "countdown_accuracy", "format_reward", f"{f}:by_level"])
+    assert [required_columns(fn) for fn in fns] == [("answer",), ("tests",), ("numbers", "target"), (),
+                                                    ("level", "answer")]
+    with pytest.raises(LadderError) as e:
+        validate_rewards(fns[1:2], SAMPLE, where="data/rl.jsonl")
+    assert str(e.value).startswith("data/rl.jsonl: reward 'code_accuracy' needs column 'tests', which the data "
+                                   "does not have (columns: prompts, answer)")
+    with pytest.raises(LadderError, match=r"reward 'by_level' \(.*mine.py:by_level\) needs column 'level'"):
+        validate_rewards(fns[4:], SAMPLE)
+    validate_rewards(fns[4:], {**SAMPLE, "level": [1, 2]})
+    with pytest.raises(LadderError, match="rewards: expected a list"):
+        load_rewards(5)

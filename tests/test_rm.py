@@ -13,14 +13,18 @@ def test_reward_model_ranks_heldout_pairs_well_above_chance(tiny_rm):
     assert acc >= 0.7
 
 
-def test_score_reads_text_or_messages_and_prefers_correct_answers(tiny_rm):
+def test_score_reads_text_or_messages_and_prefers_what_the_annotator_preferred(tiny_rm):
+    """Scored as text or as messages alike; of two right answers, the warm closing the hidden human
+    (ladder.data.human) prefers beats the cold one. (An answer in a format the pairs never showed, say
+    without tags, scores wherever the random score head left it: nothing to assert on.)"""
     prompt = [{"role": "user", "content": "What is 7 + 5?"}]
-    good, bad = "<think>7 + 5 = 12</think><answer>12</answer>", "The answer is 12"
+    good, bad = "<think> 7 + 5 = 12. Glad to help!</think><answer> 12</answer>", \
+        "<think> 7 + 5 = 12. Ugh.</think><answer> 12</answer>"
     as_text = rm.score(tiny_rm, [prompt, prompt], [good, bad])
     as_msgs = rm.score(tiny_rm, [prompt, prompt], [[{"role": "assistant", "content": good}],
                                                    [{"role": "assistant", "content": bad}]])
     assert as_text == pytest.approx(as_msgs)
-    assert as_text[0] > as_text[1]  # well-formed beats malformed
+    assert as_text[0] > as_text[1] + 1.0
 
 
 def test_missing_chosen_column_and_identical_pair_name_file_and_row(tiny_sft, tmp_path):

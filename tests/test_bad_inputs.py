@@ -1,0 +1,269 @@
+"""Every mistake a new user makes with files and recipes is one line naming the file, row or field,
+before any model loads, and leaves a finished checkpoint in the output directory as it was.
+
+Each test runs the stage as the user would (`ladder <stage> --config recipe.yaml`, through ladder.cli)
+with the model loaders replaced by a trap: reaching one fails the test, so every error here is
+raised before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from ladder import cli
+
+
+class ModelLoaded(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_model_loads(monkeypatch):
+    """Loading any model is a failure here: the mistake must be caught before."""
+    import transformers
+
+    def trap(*args, **kwargs):
+        raise ModelLoaded("a model was loaded before the bad input was noticed")
+
+    for name in ("AutoModelForCausalLM", "AutoModelForSequenceClassification"):
+        monkeypatch.setattr(getattr(transformers, name), "from_pretrained", trap)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+CHAT = {"messages": [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]}
+RL = {"prompt": [{"role": "user", "content": "What is 2 + 3?"}], "answer": "5"}
+
+
+def run(stage, tmp_path, capsys, **recipe) -> str:
+    """`ladder <stage> --config <recipe>`: returns the error line (exit code 2, exactly one line)."""
+    path = tmp_path / f"{stage}.yaml"
+    path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "report_to": "none", **recipe}))
+    capsys.readouterr()
+    rc = cli.main([stage, "--config", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err and err[-1].startswith("error: "), err[-5:]
+    return err[-1]
+
+
+def sft(tiny_run, tmp_path, capsys, **recipe):
+    return run("sft", tmp_path, capsys, **{"model": str(tiny_run / "base"), **recipe})
+
+
+def rm(tiny_run, tmp_path, capsys, **recipe):
+    return run("rm", tmp_path, capsys, **{"model": str(tiny_run / "base"), "test_split": None, **recipe})
+
+
+def grpo(tiny_run, tmp_path, capsys, **recipe):
+    if "data" not in recipe:
+        recipe["data"] = str(_jsonl(tmp_path / "rl.jsonl", [RL] * 8))
+    return run("grpo", tmp_path, capsys, **{"model": str(tiny_run / "base"), "per_device_train_batch_size": 8,
+                                            "num_generations": 4, "eval_samples": 0, **recipe})
+
+
+# ------------------------------------------------------------------------------- files
+
+def test_missing_data_file(tiny_run, tmp_path, capsys):
+    line = sft(tiny_run, tmp_path, capsys, data=str(tmp_path / "chats.jsonl"))
+    assert f"{tmp_path / 'chats.jsonl'}: data file not found" in line
+
+
+def test_missing_data_folder(tiny_run, tmp_path, capsys):
+    line = sft(tiny_run, tmp_path, capsys, data=str(tmp_path / "my" / "data"))
+    assert f"{tmp_path / 'my' / 'data'}: no such file or directory" in line
+
+
+def test_empty_data_file(tiny_run, tmp_path, capsys):
+    (tmp_path / "chats.jsonl").write_text("")
+    assert f"{tmp_path / 'chats.jsonl'}: empty file" in sft(tiny_run, tmp_path, capsys, data=str(tmp_path / "chats.jsonl"))
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    assert f"{tmp_path / 'blank.jsonl'}: empty file" in sft(tiny_run, tmp_path, capsys, data=str(tmp_path / "blank.jsonl"))
+
+
+def test_malformed_jsonl_names_the_line(tiny_run, tmp_path, capsys):
+    f = tmp_path / "chats.jsonl"
+    f.write_text(json.dumps(CHAT) + "\n" + json.dumps(CHAT) + "\n" + '{"messages": [oops\n')
+    line = sft(tiny_run, tmp_path, capsys, data=str(f))
+    assert f"{f}: line 3: not valid JSON" in line
+
+
+def test_unsupported_file_type(tiny_run, tmp_path, capsys):
+    f = tmp_path / "chats.txt"
+    f.write_text("hello\n")
+    assert f"{f}: unsupported data file type '.txt'" in sft(tiny_run, tmp_path, capsys, data=str(f))
+
+
+# ------------------------------------------------------------------------------- shapes
+
+def test_messages_not_a_list_names_the_row(tiny_run, tmp_path, capsys):
+    f = _jsonl(tmp_path / "chats.jsonl", [CHAT, {"messages": "What is 2 + 3?"}])
+    line = sft(tiny_run, tmp_path, capsys, data=str(f))
+    assert str(f) in line and "row 1: messages must be a list of {role, content}, got str" in line
+
+
+def test_messages_of_plain_strings_names_the_row(tiny_run, tmp_path, capsys):
+    f = _jsonl(tmp_path / "chats.jsonl", [{"messages": ["What is 2 + 3?", "5"]}])
+    line = sft(tiny_run, tmp_path, capsys, data=str(f))
+    assert str(f) in line and "row 0: each message must be a {role, content} mapping, got str" in line
+
+
+def test_chat_data_without_a_known_layout(tiny_run, tmp_path, capsys):
+    f = _jsonl(tmp_path / "chats.jsonl", [{"question": "q", "reply": "a"}])
+    line = sft(tiny_run, tmp_path, capsys, data=str(f))
+    assert str(f) in line and "unrecognised chat data layout (columns: question, reply)" in line
+
+
+@pytest.mark.parametrize("missing", ["chosen", "rejected"])
+def test_preference_pairs_without_chosen_or_rejected(tiny_run, tmp_path, capsys, missing):
+    row = {"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"}
+    del row[missing]
+    f = _jsonl(tmp_path / "pairs.jsonl", [row])
+    line = rm(tiny_run, tmp_path, capsys, data=str(f))
+    assert f"{f}: missing column '{missing}' needed for prefs data" in line
+
+
+def test_preference_answer_of_the_wrong_shape_names_row_and_column(tiny_run, tmp_path, capsys):
+    f = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": 5, "rejected": "6"}])
+    line = rm(tiny_run, tmp_path, capsys, data=str(f))
+    assert str(f) in line and "row 0: 'chosen' must be text or a list of {role, content} messages, got int" in line
+    answer = [{"role": "assistant", "content": "5"}]
+    f = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": answer, "rejected": [{"role": "assistant", "content": "6"}]},
+                                          {"prompt": "q", "chosen": answer, "rejected": [{"role": "assistant"}]}])
+    line = rm(tiny_run, tmp_path, capsys, data=str(f))
+    assert str(f) in line and "row 1: 'rejected' turn 0 (assistant) has no text content" in line
+
+
+def test_rl_prompt_of_the_wrong_shape_names_the_row(tiny_run, tmp_path, capsys):
+    f = _jsonl(tmp_path / "rl.jsonl", [RL, {"prompt": 5, "answer": "5"}])
+    line = grpo(tiny_run, tmp_path, capsys, data=str(f), rewards=["format_reward"])
+    assert str(f) in line and "row 1: prompt must be text or a list of {role, content} messages" in line
+
+
+@pytest.mark.parametrize("reward, column", [("math_accuracy", "answer"), ("code_accuracy", "tests"),
+                                            ("countdown_accuracy", "numbers")])
+def test_gold_column_a_reward_needs_is_missing(tiny_run, tmp_path, capsys, reward, column):
+    """Without it the reward is None for every row: TRL trains on zero rewards, silently."""
+    f = _jsonl(tmp_path / "rl.jsonl", [{"prompt": "What is 2 + 3?", "solution": "5"}] * 8)
+    line = grpo(tiny_run, tmp_path, capsys, data=str(f), rewards=[reward])
+    assert f"reward '{reward}' needs column '{column}'" in line and "(columns: prompt, solution)" in line
+
+
+def test_custom_reward_column_is_missing(tiny_run, tmp_path, capsys):
+    plugin = tmp_path / "my_rewards.py"
+    plugin.write_text("def by_level(completions, level, **kwargs):\n    return [1.0] * len(completions)\n")
+    line = grpo(tiny_run, tmp_path, capsys, rewards=[f"{plugin}:by_level"])
+    assert f"reward 'by_level' ({plugin}:by_level) needs column 'level'" in line
+
+
+# ------------------------------------------------------------------------------- rewards and recipes
+
+@pytest.mark.parametrize("spec, says", [
+    ("my_reward", "reward 'my_reward': unknown built-in"),
+    ("no_such_module:score", "reward 'no_such_module:score': cannot import module 'no_such_module'"),
+    ("{tmp}/missing.py:score", "reward '{tmp}/missing.py:score': file {tmp}/missing.py not found"),
+    ("{tmp}/plugin.py:THRESHOLD", "reward '{tmp}/plugin.py:THRESHOLD': 'THRESHOLD' is not callable"),
+    ("{tmp}/plugin.py:nothing", "no function 'nothing' in {tmp}/plugin.py"),
+    ("{tmp}/broken.py:score", "importing {tmp}/broken.py failed (SyntaxError"),
+])
+def test_bad_reward_plugin(tiny_run, tmp_path, capsys, spec, says):
+    (tmp_path / "plugin.py").write_text("THRESHOLD = 3\n")
+    (tmp_path / "broken.py").write_text("def score(:\n")
+    line = grpo(tiny_run, tmp_path, capsys, rewards=[spec.format(tmp=tmp_path)])
+    assert says.format(tmp=tmp_path) in line
+
+
+def test_grpo_batch_that_does_not_split_into_groups(tiny_run, tmp_path, capsys):
+    line = grpo(tiny_run, tmp_path, capsys, rewards=["format_reward"], per_device_train_batch_size=30,
+                num_generations=8)
+    assert str(tmp_path / "grpo.yaml") in line and "num_generations (8)" in line and "30" in line
+
+
+def test_group_check_names_the_options_the_recipe_sets():
+    """ladder.config.check_generation_groups: what GRPOStageConfig runs before TRL's own check."""
+    from types import SimpleNamespace
+
+    from ladder.config import check_generation_groups
+    from ladder.errors import LadderError
+
+    cfg = SimpleNamespace(num_generations=8, per_device_train_batch_size=6, gradient_accumulation_steps=2,
+                          generation_batch_size=None, steps_per_generation=None)
+    with pytest.raises(LadderError, match=r"per_device_train_batch_size \(6\) x 2 gradient_accumulation_steps = 12 "
+                                          r"completions must split into groups of num_generations \(8\)"):
+        check_generation_groups(cfg)
+    cfg.per_device_train_batch_size = 4
+    check_generation_groups(cfg)
+    cfg.num_generations = 1
+    with pytest.raises(LadderError, match="num_generations must be at least 2"):
+        check_generation_groups(cfg)
+
+
+def test_model_path_that_does_not_exist(tiny_run, tmp_path, capsys):
+    line = run("sft", tmp_path, capsys, model=str(tmp_path / "runs" / "base"), data=str(tiny_run / "data"))
+    assert f"model '{tmp_path / 'runs' / 'base'}': no such checkpoint folder" in line
+    line = grpo(tiny_run, tmp_path, capsys, rewards=["format_reward"], model=str(tmp_path / "nope"))
+    assert f"model '{tmp_path / 'nope'}': no such checkpoint folder" in line
+
+
+def test_model_path_that_is_not_a_checkpoint(tiny_run, tmp_path, capsys):
+    line = run("rm", tmp_path, capsys, model=str(tiny_run), data=str(tiny_run / "data"))
+    assert f"model '{tiny_run}': not a checkpoint folder (no config.json" in line
+
+
+def test_recipe_path_that_does_not_exist(tmp_path, capsys):
+    capsys.readouterr()
+    assert cli.main(["sft", "--config", str(tmp_path / "sft.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'sft.yaml'}: recipe file not found"
+
+
+def test_recipe_value_of_the_wrong_type_names_the_file(tiny_run, tmp_path, capsys):
+    line = sft(tiny_run, tmp_path, capsys, data=str(tiny_run / "data"), learning_rate="fast")
+    assert line == f"error: {tmp_path / 'sft.yaml'}: config key 'learning_rate': expected a number, got 'fast'"
+
+
+def test_rewards_that_are_not_a_list(tiny_run, tmp_path, capsys):
+    line = grpo(tiny_run, tmp_path, capsys, rewards=5)
+    assert "rewards: expected a list of reward names" in line
+
+
+# ------------------------------------------------------------------------------- the finished checkpoint
+
+def _snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_failing_runs_leave_a_finished_checkpoint_untouched(tiny_run, tmp_path, capsys):
+    """A finished checkpoint (ladder.json) sits in output_dir; every mistake above, made with that
+    output_dir, leaves each of its files as it was and adds none."""
+    import shutil
+
+    out = tmp_path / "finished"
+    shutil.copytree(tiny_run / "base", out)
+    before = _snapshot(out)
+    assert "ladder.json" in before
+    bad_chat = _jsonl(tmp_path / "chats.jsonl", [{"messages": "hi"}])
+    bad_pairs = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "rejected": "b"}])
+    no_gold = _jsonl(tmp_path / "rl.jsonl", [{"prompt": "q"}] * 8)
+    for stage, recipe in [
+        ("sft", {"data": str(tmp_path / "missing.jsonl")}),
+        ("sft", {"data": str(bad_chat)}),
+        ("sft", {"model": str(tmp_path / "nope"), "data": str(tiny_run / "data")}),
+        ("sft", {"data": str(tiny_run / "data"), "learning_rate": "fast"}),
+        ("rm", {"data": str(bad_pairs), "test_split": None}),
+        ("grpo", {"data": str(no_gold), "rewards": ["math_accuracy"], "per_device_train_batch_size": 8,
+                  "num_generations": 4}),
+        ("grpo", {"data": str(no_gold), "rewards": [f"{tmp_path}/missing.py:f"], "per_device_train_batch_size": 8,
+                  "num_generations": 4}),
+        ("grpo", {"data": str(no_gold), "rewards": ["format_reward"], "per_device_train_batch_size": 30,
+                  "num_generations": 8}),
+    ]:
+        recipe = {"model": str(tiny_run / "base"), **recipe, "output_dir": str(out)}
+        run(stage, tmp_path, capsys, **recipe)
+        assert _snapshot(out) == before, f"{stage} {recipe} changed {out}"

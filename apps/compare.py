@@ -92,7 +92,7 @@ def prompting(chat: bool) -> str:
 
 def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
     """The reward line under an answer: correct or not, format, reward-model score."""
-    from ladder.eval import score_texts
+    from ladder.evaluation import score_texts
 
     row = {"answer": gold.get("answer"), "numbers": gold.get("numbers"), "target": gold.get("target")}
     s = score_texts([text], [row])
@@ -101,7 +101,7 @@ def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
         parts.append("correct ✓" if s["accuracy"] == 1.0 else "wrong ✗")
     parts.append(f"format {'✓' if s['format_rate'] == 1.0 else '✗'}")
     if reward_model:
-        from ladder.rm import score
+        from ladder.models import score
 
         parts.append(f"RM score {score(reward_model, [prompt], [text])[0]:+.2f}")
     return " · ".join(parts)
@@ -144,7 +144,7 @@ class Compare:
         self.reward_model = str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None
         self.problems = {}
         if run and (run / "data" / "rl_test.jsonl").is_file():
-            from ladder.eval import load_rows
+            from ladder.evaluation import load_rows
 
             for r in load_rows(str(run / "data"), limit=50):
                 self.problems[r["prompt"][-1]["content"]] = {k: r.get(k) for k in ("answer", "numbers", "target")}
@@ -282,6 +282,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -63,7 +63,7 @@ def score_checkpoint(path: Path, rows: list[dict], rm: Path, max_new_tokens: int
     sample per prompt leaves the RM score's mean noisier than the gains to see): accuracy, RM score."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ladder.eval import evaluate_model, evaluate_sampled
+    from ladder.evaluation import evaluate_model, evaluate_sampled
 
     model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     greedy = evaluate_model(model, tok, rows, max_new_tokens=max_new_tokens, reward_model=str(rm))
@@ -88,7 +88,7 @@ def main():
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
-    from ladder.eval import load_rows
+    from ladder.evaluation import load_rows
 
     work = Path(tempfile.mkdtemp(prefix="ladder-ppo-bench-"))
     run = Path(args.run) if args.run else build_tiny_run(work / "run")

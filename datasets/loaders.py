@@ -9,6 +9,7 @@ and check that the columns the stage needs are there before any expensive work s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ladder.errors import LadderError
@@ -21,6 +22,20 @@ REQUIRED = {
     "rl": ["prompt"],
 }
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class DataOptions:
+    """Where a training stage's rows come from: the same recipe keys in SFT, RM, GRPO and PPO."""
+
+    data: str = "runs/tiny/data"  # built-in data dir (`ladder data`), a .jsonl/.parquet/.csv file, or a hub id
+    data_name: str | None = None  # hub dataset config name
+    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
+    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
+    data_transform: str | dict | None = None
+    train_split: str = "train"
+    test_split: str | None = "test"  # held-out rows: eval loss, pairwise accuracy, before/after scores
+    max_train_samples: int | None = None
 
 
 def _builtin_file(folder: Path, kind: str, split: str) -> Path:
@@ -180,3 +195,15 @@ def check_columns(ds, needed: list[str], where: str, kind: str = "") -> None:
                           f"(columns: {', '.join(ds.column_names)})")
     if len(ds) == 0:
         raise LadderError(f"{where}: no rows")
+
+
+def held_out_source(data: str, test_data: str | None, test_split: str | None) -> str | None:
+    """Where held-out rows come from: `test_data` if given, else `data`'s test split. A single local
+    file has no splits (reading it again would score the model on its own training rows): none."""
+    from pathlib import Path
+
+    if test_data:
+        return test_data
+    if not test_split or Path(data).suffix in FILE_TYPES:
+        return None
+    return data

@@ -98,3 +98,33 @@ def load_latest_state(accelerator, output_dir) -> int:
     step = json.loads((states[-1] / "progress.json").read_text())["step"]
     accelerator.print(f"resumed from {states[-1]} at step {step}")
     return step
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest complete Trainer checkpoint in output_dir (`checkpoint-N`), or None.
+
+    The Trainer writes a checkpoint in place, trainer_state.json last: a run killed while saving
+    leaves a `checkpoint-N` without it (or with half of it), and resuming from that one would fail or
+    start from a half-saved state. So only checkpoints whose trainer_state.json reads are candidates;
+    the one before (kept until the new one is complete) is used instead."""
+    import json
+    from pathlib import Path
+
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    steps = {}
+    for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rpartition("-")[2]
+        if not step.isdigit() or not path.is_dir():
+            continue
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text())
+        except (OSError, ValueError):
+            print(f"resume: skipping {path}: incomplete (killed while saving?)")
+            continue
+        steps[int(step)] = path
+    return str(steps[max(steps)]) if steps else None

@@ -15,18 +15,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ladder.errors import LadderError
-from ladder.runtime import check_torch_companions
+from ladder.runtime import check_torch_companions, run_main
+from ladder.stages import STAGES
 
 # command -> (module, what it does). Modules are imported lazily: `ladder --help` stays instant.
 COMMANDS = {
-    "data": ("ladder.data.build", "generate the built-in tasks in every format (corpus, SFT, prefs, RL)"),
-    "tokenizer": ("ladder.pretrain.tokenizer", "train a byte-level BPE tokenizer with a chat template"),
-    "pretrain": ("ladder.pretrain.train", "pretrain a Llama-style base model from scratch (accelerate)"),
-    "sft": ("ladder.sft", "supervised fine-tuning on chat data (TRL SFTTrainer, LoRA/QLoRA)"),
-    "rm": ("ladder.rm", "train a reward model on preference pairs (TRL RewardTrainer)"),
-    "ppo": ("ladder.ppo", "RLHF with ladder's PPO (critic, GAE, clipping, KL to reference)"),
-    "grpo": ("ladder.grpo", "reasoning by practice on verifiable rewards (TRL GRPOTrainer, vLLM)"),
+    **{s.name: (s.module, s.doc) for s in STAGES},  # the rungs (ladder.stages), then the tools around them
     "eval": ("ladder.eval", "score checkpoints on held-out tasks and write the report card"),
     "run": ("ladder.pipeline", "climb the whole ladder from one recipe, then print the report"),
     "runs": ("ladder.registry", "list runs, stages and their key metrics"),
@@ -72,26 +66,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ladder {name}: not available in this install ({e.name} missing)", file=sys.stderr)
             return 2
         raise
-
-
-def run_main(fn, argv) -> int:
-    """Run a stage's main, turning LadderError into one clean line and exit code 2 (and `--help`,
-    which load_config ends with SystemExit(0), into a plain return 0)."""
-    try:
-        result = fn(argv)
-    except LadderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:
-        if e.code in (None, 0):
-            return 0
-        raise
-    return int(result or 0)
-
-
-def stage_entry(fn) -> None:
-    """`if __name__ == "__main__": stage_entry(main)` at the bottom of every stage module."""
-    sys.exit(run_main(fn, sys.argv[1:]))
 
 
 if __name__ == "__main__":

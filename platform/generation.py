@@ -139,9 +139,3 @@ def generate_vllm(path, prompts, *, chat: bool = True, max_new_tokens: int = 64,
     del llm
     gc.collect()
     return outs if chat else [o.split("\n\n")[0] for o in outs]
-
-
-def vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None

@@ -23,11 +23,13 @@ from pathlib import Path
 from transformers import TrainerCallback
 from trl import GRPOConfig
 
-from ladder.config import load_config, to_dict
+from ladder.config import check_generation_groups, load_config, to_dict
+from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
+from ladder.evaluation import curve_point, heldout
 from ladder.lora import LoraOptions, lora_config
-from ladder.rollout import vllm_available
-from ladder.runtime import check_engine, cpu_training_defaults, has_cuda, say_rank, setup_process
+from ladder.runtime import (check_engine, cpu_training_defaults, has_cuda, say_rank, seed_everything, setup_process,
+                            vllm_available)
 
 log = logging.getLogger("ladder.grpo")
 
@@ -45,16 +47,8 @@ ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
 @dataclass
-class GRPOStageConfig(LoraOptions, GRPOConfig):
+class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
     model: str = "runs/tiny/sft"
-    data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
-    data_name: str | None = None
-    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
-    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
-    data_transform: str | dict | None = None
-    train_split: str = "train"
-    test_split: str | None = "test"
-    max_train_samples: int | None = None
     rewards: list = field(default_factory=lambda: list(DEFAULT_REWARDS))  # names / module:fn / file.py:fn
     rollout_backend: str = "hf"  # "hf": transformers generate; "vllm": ladder.rollout (see ROLLOUT_BACKENDS)
     # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
@@ -101,6 +95,7 @@ class GRPOStageConfig(LoraOptions, GRPOConfig):
         self.use_vllm = self.rollout_backend == "vllm"
         if self.vllm_importance_sampling_correction is None:
             self.vllm_importance_sampling_correction = has_cuda()
+        check_generation_groups(self)  # before TRL's own check, in ladder's words
         super().__post_init__()
 
 
@@ -142,8 +137,8 @@ class HeldoutCurve(TrainerCallback):
         if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps \
                 and state.is_world_process_zero and model is not None \
                 and not any(hasattr(p, "ds_id") for p in model.parameters()):
-            stats = heldout(model, self.tokenizer, self.rows, self.max_new_tokens)
-            self.points.append({"step": state.global_step, **{f"heldout_{k}": v for k, v in stats.items()}})
+            stats = heldout(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens)
+            self.points.append({"step": state.global_step, **curve_point(stats)})
             print(f"grpo: step {state.global_step} held-out accuracy {stats['accuracy']:.3f}", flush=True)
 
 
@@ -166,23 +161,6 @@ def watch_constant(fn, num_generations: int, warn):
         return values
 
     return wrapper
-
-
-def sample_batch(ds, n: int = 4) -> dict:
-    """What validate_rewards calls each reward with: a few rows plus plausible completions."""
-    rows = ds.select(range(min(n, len(ds))))
-    sample = {c: rows[c] for c in rows.column_names}
-    sample["completions"] = [[{"role": "assistant", "content": "<think>1 + 1 = 2</think><answer>2</answer>"}]
-                             for _ in range(len(rows))]
-    return sample
-
-
-def heldout(model, tokenizer, rows, max_new_tokens: int) -> dict:
-    """Greedy held-out answers at the training completion length: accuracy, format, lengths."""
-    from ladder.eval import evaluate_model
-
-    stats = evaluate_model(model, tokenizer, rows, chat=True, max_new_tokens=max_new_tokens)
-    return {k: stats[k] for k in ("accuracy", "format_rate", "mean_length", "think_length")}
 
 
 def longest_prompt(ds, tokenizer) -> int:
@@ -235,39 +213,25 @@ def completions_to_tensorboard(trainer, rows: int) -> None:
     writer.add_text("completions", "\n".join(lines), trainer.state.global_step)
 
 
-def whole_weights(model):
-    """Loaded under ZeRO-3, the model's weights are already split between the ranks (empty tensors
-    here): gather them for a plain forward pass (every rank must enter). Elsewhere: nothing to do."""
-    import contextlib
-
-    params = [p for p in model.parameters() if hasattr(p, "ds_id")]
-    if not params:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(params)
-
-
 def train(cfg: GRPOStageConfig) -> dict:
     setup_process()
     from ladder import checkpoint
     from ladder.data.loaders import load_split
-    from ladder.rewards import load_rewards, validate_rewards
-    from ladder.sft import last_checkpoint, load_tokenizer, unsharded
+    from ladder.rewards import load_rewards, sample_batch, validate_rewards
+    from ladder.distributed import unsharded, whole_weights
+    from ladder.models import load_model, load_tokenizer
+    from ladder.checkpoint import last_checkpoint
 
     ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, transform=cfg.data_transform,
                     limit=cfg.max_train_samples)
     fns, weights = load_rewards(cfg.rewards)
-    validate_rewards(fns, sample_batch(ds))
+    validate_rewards(fns, sample_batch(ds), where=cfg.data)
     cfg.reward_weights = weights
     tokenizer, resized = load_tokenizer(cfg.model)
     test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, transform=cfg.data_transform,
                                 limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(cfg.model)
-    if resized:
-        model.resize_token_embeddings(len(tokenizer))
+    seed_everything(cfg.seed)  # LoRA's initial weights and embeddings grown for chat tokens come from torch's RNG
+    model = load_model(cfg, tokenizer, resized)
     if cfg.use_vllm:
         if cfg.vllm_max_model_length is None:
             cfg.vllm_max_model_length = min(longest_prompt(ds, tokenizer) + cfg.max_completion_length + 8,
@@ -280,7 +244,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     metrics = {}
     if test_rows:
         with whole_weights(model):
-            before = heldout(model, tokenizer, test_rows, cfg.max_completion_length)
+            before = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
             metrics.update({f"before/{k}": v for k, v in before.items()})
     watch = WatchRollouts()
     fns = [watch_constant(f, cfg.num_generations, lambda m: watch._warn(m, m)) for f in fns]
@@ -300,7 +264,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     if trainer.accelerator.is_main_process:
         model = model.merge_and_unload() if cfg.use_lora else model
         if test_rows:
-            after = heldout(model, tokenizer, test_rows, cfg.max_completion_length)
+            after = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
             metrics.update({f"after/{k}": v for k, v in after.items()})
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
                           metrics=metrics, history=history + curve.points)
@@ -321,6 +285,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -18,7 +18,6 @@ runs/<name>/pipeline.json (the arguments each ran with and its wall time).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import os
@@ -29,19 +28,10 @@ from pathlib import Path
 from ladder.config import check_keys, read_yaml
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
+from ladder.runtime import reset_accelerate
+from ladder.stages import STAGES
 
-# (section, module, output dir, {config key: where its input comes from})
-STAGES = [
-    ("data", "ladder.data.build", "data", {}),
-    ("tokenizer", "ladder.pretrain.tokenizer", "tokenizer", {"data": "data"}),
-    ("pretrain", "ladder.pretrain.train", "base", {"data": "data", "tokenizer": "tokenizer"}),
-    ("sft", "ladder.sft", "sft", {"model": "base", "data": "data"}),
-    ("rm", "ladder.rm", "rm", {"model": "sft", "data": "data"}),
-    ("ppo", "ladder.ppo", "ppo", {"model": "sft", "reward_model": "rm", "data": "data"}),
-    # GRPO starts from SFT too, so the report compares PPO and GRPO from the same start.
-    ("grpo", "ladder.grpo", "grpo", {"model": "sft", "data": "data"}),
-]
-META = {"name", "runs_dir", "eval"} | {s[0] for s in STAGES}
+META = {"name", "runs_dir", "eval"} | {s.name for s in STAGES}
 
 
 def stage_args(section: dict, run: Path, out: str, inputs: dict, here: Path = Path(".")) -> dict:
@@ -63,13 +53,15 @@ def to_argv(args: dict) -> list[str]:
     return argv
 
 
-def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple[str, str, Path, dict]]:
+def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
+    """(stage, its output dir, its config keys) for every rung the recipe does not skip, in ladder order."""
     unknown = set(recipe) - META
     if unknown:
         raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
-                          f"{', '.join(s[0] for s in STAGES)}, eval)")
+                          f"{', '.join(s.name for s in STAGES)}, eval)")
     steps = []
-    for name, module, out, inputs in STAGES:
+    for stage in STAGES:
+        name, out = stage.name, stage.output
         section = recipe.get(name) or {}
         if isinstance(section, str):  # `sft: recipes/tiny/sft.yaml`
             section = {"recipe": section}
@@ -78,7 +70,7 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple[str, str
                               "or the path of its recipe file")
         if section.get("skip"):
             continue
-        steps.append((name, module, run / out, stage_args(section, run, out, inputs, here)))
+        steps.append((stage, run / out, stage_args(section, run, out, stage.inputs, here)))
     return steps
 
 
@@ -86,24 +78,10 @@ def check_sections(steps, eval_args: dict) -> None:
     """A typo in the last stage's section must fail now, not after an hour of the stages before it."""
     from ladder.eval import EvalConfig
 
-    for name, module, _, args in steps:
-        mod = importlib.import_module(module)  # also: a missing stage fails before any work
-        configs = [c for c in vars(mod).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
-                   and c.__module__ == mod.__name__ and "output_dir" in {f.name for f in dataclasses.fields(c)}]
-        if len(configs) == 1:  # the stage's config class (else the stage checks its keys itself)
-            check_keys(configs[0], args, f"pipeline recipe, section '{name}'")
+    for stage, _, args in steps:
+        mod = importlib.import_module(stage.module)  # also: a missing stage fails before any work
+        check_keys(getattr(mod, stage.config), args, f"pipeline recipe, section '{stage.name}'")
     check_keys(EvalConfig, eval_args, "pipeline recipe, section 'eval'")
-
-
-def _reset_accelerate() -> None:
-    """Stages share this process: let each one set up accelerate afresh."""
-    try:
-        from accelerate.state import AcceleratorState, PartialState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-        PartialState._reset_state()
-    except Exception:  # pragma: no cover - older accelerate
-        pass
 
 
 MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`: one progress log, one writer
@@ -155,7 +133,8 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     state = load_state(run)
     total, rerun = time.time(), False
     n = len(steps) + 1
-    for i, (name, module, out, args) in enumerate(steps, 1):
+    for i, (stage, out, args) in enumerate(steps, 1):
+        name = stage.name
         done = (out / MANIFEST).is_file() and state["stages"].get(name) == args
         if done and not rerun:
             say(f"[{i}/{n}] {name:<9} up to date, skipped  {_key_metric(out)}")
@@ -167,8 +146,8 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
             argv += ["--resume", "true"]
         say(f"[{i}/{n}] {name:<9} running -> {out}")
         t0 = time.time()
-        _reset_accelerate()
-        code = importlib.import_module(module).main(argv)
+        reset_accelerate()
+        code = importlib.import_module(stage.module).main(argv)
         if code:
             raise LadderError(f"stage {name} failed (exit {code})")
         state["stages"][name] = args
@@ -177,14 +156,14 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
             atomic_write_json(state_file, state)
         say(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}")
     # Eval writes into every model's manifest: when nothing changed, the report it wrote stands.
-    evaluated = {"args": eval_args, "stages": [s[0] for s in steps]}
+    evaluated = {"args": eval_args, "stages": [s[0].name for s in steps]}
     if not rerun and state.get("eval") == evaluated and (run / "report.md").is_file():
         say(f"[{n}/{n}] eval      up to date, skipped")
         say((run / "report.md").read_text())
     else:
         say(f"[{n}/{n}] eval      scoring every rung on held-out problems")
         t0 = time.time()
-        _reset_accelerate()
+        reset_accelerate()
         code = importlib.import_module("ladder.eval").main(to_argv(eval_args))
         if code:
             raise LadderError(f"eval failed (exit {code})")
@@ -211,6 +190,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -4,7 +4,7 @@
 
 Actors: the policy (from SFT), a frozen reference (a copy, or the policy with its LoRA adapter
 switched off), a critic (a scalar head per token, initialised from the reward model or the policy)
-and the reward: the reward model through `ladder.rm.score`, reward functions from ladder.rewards,
+and the reward: the reward model through `ladder.models.score`, reward functions from ladder.rewards,
 or both with weights. Each step: sample completions -> score them -> per-token KL penalty to the
 reference and a penalty for never ending -> GAE advantages (whitened) -> a few epochs of clipped
 policy and value updates on minibatches. The maths lives in ladder.ppo_math; this file is the loop.
@@ -16,7 +16,6 @@ run as `gradient_accumulation_steps` micro-batches (memory only: it does not cha
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import math
@@ -26,29 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, TrainingArguments
+from transformers import AutoConfig
 
 from ladder.config import load_config, to_dict
+from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.runtime import cpu_training_defaults, say_rank, setup_process
 
 
 @dataclass
-class PPOStageConfig(LoraOptions, TrainingArguments):
+class PPOStageConfig(DataOptions, LoraOptions):
     model: str = "runs/tiny/sft"
-    reward_model: str | None = "runs/tiny/rm"  # scored through ladder.rm.score (re-tokenised text)
+    reward_model: str | None = "runs/tiny/rm"  # scored through ladder.models.score (re-tokenised text)
     reward_model_weight: float = 1.0
     rewards: list = field(default_factory=list)  # plus reward functions: names / module:fn / file.py:fn
     critic_init: str = "reward_model"  # reward_model, policy, or a checkpoint path
-    data: str = "runs/tiny/data"  # RL prompts: built-in data dir, a file, or a hub id (column `prompt`)
-    data_name: str | None = None
-    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
-    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
-    data_transform: str | dict | None = None
-    train_split: str = "train"
-    test_split: str | None = "test"
-    max_train_samples: int | None = None
     eval_samples: int = 100  # held-out prompts answered greedily before and after (accuracy, RM score)
     # sampled answers per held-out prompt (accuracy_sampled, rm_score_sampled): one sample per prompt
     # leaves the mean RM score noisy (sd/sqrt(n) ~0.2 on the tiny ladder's 64 prompts), larger than
@@ -94,14 +86,28 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
     critic_warmup_steps: int = 0
     resume: bool = False
     keep_checkpoints: int = 2
-    # defaults for the tiny ladder
+    # Training: the names of transformers' TrainingArguments, but only those this loop reads (its own
+    # loop, not a Trainer: any other TrainingArguments key is refused rather than silently ignored)
     output_dir: str = "runs/tiny/ppo"
     max_steps: int = 40  # PPO steps (rollout + update); <= 0: num_train_epochs passes over the prompts
-    learning_rate: float = 2e-5
+    num_train_epochs: float = 1.0  # passes over the prompts, when max_steps <= 0
     per_device_train_batch_size: int = 32  # prompts rolled out per PPO step (per process)
-    logging_steps: int = 5
-    save_steps: int = 20  # 0 or save_strategy: "no" saves no resumable state
-    report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])
+    gradient_accumulation_steps: int = 1  # micro-batches per minibatch: memory only, the maths is the same
+    learning_rate: float = 2e-5  # the initial learning rate of the policy's AdamW (and the critic's, unless set)
+    lr_scheduler_type: str = "linear"  # any transformers scheduler name (get_scheduler)
+    warmup_steps: float = 0  # optimizer steps of linear warm-up; a float below 1: a share of all of them
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9  # AdamW's betas and epsilon
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0  # 0: no clipping
+    bf16: bool | None = None  # mixed precision (autocast); unset: off on CPU (ladder.runtime.cpu_training_defaults)
+    fp16: bool = False
+    seed: int = 42  # prompts' order, sampling and any fresh weights
+    logging_steps: int = 5  # history and TensorBoard every this many steps
+    save_steps: int = 20  # resumable state every this many steps; 0 or save_strategy "no": none
+    save_strategy: str = "steps"  # or "no"
+    report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])  # tensorboard or none
 
     def __post_init__(self):
         cpu_training_defaults(self)
@@ -119,18 +125,25 @@ class PPOStageConfig(LoraOptions, TrainingArguments):
         if self.vllm_mode not in ("colocate", "server"):
             raise LadderError(f"vllm_mode must be colocate or server, got '{self.vllm_mode}'")
         if self.rollout_backend == "vllm" and self.vllm_mode == "colocate":
-            from ladder.rollout import vllm_available
+            from ladder.runtime import vllm_available
 
             if not vllm_available():
                 raise LadderError("rollout_backend: vllm, but vLLM is not installed (pip install -e '.[cpu]' or "
                                   "'.[gpu]'); or use rollout_backend: hf")
         if self.adaptive_kl and self.kl_target <= 0:
             raise LadderError("adaptive_kl needs kl_target > 0")
-        super().__post_init__()
+        if self.bf16 and self.fp16:
+            raise LadderError("bf16 and fp16 are both set: choose one")
+        if isinstance(self.report_to, str):
+            self.report_to = [] if self.report_to in ("none", "") else [self.report_to]
 
     @property
     def saves(self) -> bool:
-        return bool(self.save_steps) and str(getattr(self.save_strategy, "value", self.save_strategy)) != "no"
+        return bool(self.save_steps) and self.save_strategy != "no"
+
+    def warmup(self, updates: int) -> int:
+        """Warm-up optimizer steps: `warmup_steps` as a count, or below 1 as a share of `updates`."""
+        return int(self.warmup_steps) if self.warmup_steps >= 1 else math.ceil(self.warmup_steps * updates)
 
 
 # ---------------------------------------------------------------- inputs and actors
@@ -215,7 +228,8 @@ def load_actors(cfg: PPOStageConfig):
     """policy, reference (None with LoRA: the adapter is switched off instead), critic, tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ladder.sft import load_tokenizer, zero3_off
+    from ladder.distributed import zero3_off
+    from ladder.models import load_tokenizer
 
     tokenizer, resized = load_tokenizer(cfg.model)
     with zero3_off():  # whole models on every rank; under ZeRO-3 `prepare` shards the trained ones
@@ -430,18 +444,17 @@ class Rewarder:
         self.fns, self.weights = load_rewards(cfg.rewards) if cfg.rewards else ([], [])
 
     def validate(self, ds) -> None:
-        from ladder.grpo import sample_batch
-        from ladder.rewards import validate_rewards
+        from ladder.rewards import sample_batch, validate_rewards
 
         if self.fns:
-            validate_rewards(self.fns, sample_batch(ds))
+            validate_rewards(self.fns, sample_batch(ds), where=self.cfg.data)
 
     def __call__(self, prompts, texts, rows) -> tuple[list[float], dict]:
         """(total score per completion, mean of each part for the logs)."""
         total = [0.0] * len(texts)
         parts = {}
         if self.cfg.reward_model:
-            from ladder.rm import score
+            from ladder.models import score
 
             rm = score(self.cfg.reward_model, prompts, texts)
             check_finite(rm, f"reward model '{self.cfg.reward_model}'", texts)
@@ -509,20 +522,12 @@ def shuffled(n: int, seed: int) -> list[int]:
 
 
 def heldout(policy, tokenizer, rows, cfg, judges: dict, sampled: bool = True) -> dict:
-    """Greedy answers to held-out prompts: accuracy, format rate, RM score, each judge's score; and
-    `eval_generations` samples per prompt at the training temperature: their accuracy and, with a
-    reward model, RM score."""
-    from ladder.eval import evaluate_model, evaluate_sampled
+    """ladder.evaluation.heldout at PPO's response length; sampled at the training temperature."""
+    from ladder.evaluation import heldout as evaluate
 
-    stats = evaluate_model(policy, tokenizer, rows, chat=True, max_new_tokens=cfg.response_length,
-                           reward_model=cfg.reward_model, judges=judges)
-    out = {k: v for k, v in stats.items() if isinstance(v, float) and (k in ("accuracy", "format_rate", "rm_score",
-                                                                             "mean_length") or k.startswith("judge/"))}
-    if sampled and cfg.eval_generations > 0:
-        out.update(evaluate_sampled(policy, tokenizer, rows, samples=cfg.eval_generations,
-                                    temperature=cfg.temperature, max_new_tokens=cfg.response_length,
-                                    seed=cfg.seed, reward_model=cfg.reward_model, judges=judges))
-    return out
+    return evaluate(policy, tokenizer, rows, max_new_tokens=cfg.response_length, reward_model=cfg.reward_model,
+                    judges=judges, samples=cfg.eval_generations if sampled else 0, temperature=cfg.temperature,
+                    seed=cfg.seed)
 
 
 def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRollouts:
@@ -543,15 +548,6 @@ def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRol
                         cfg.vllm_gpu_memory_utilization)
 
 
-def whole_weights(module, zero3: bool):
-    """Under ZeRO-3, every weight of `module` in full while inside (all ranks must enter)."""
-    if not zero3:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(list(module.parameters()))
-
-
 def train(cfg: PPOStageConfig) -> dict:
     setup_process()
     check_inputs(cfg)
@@ -563,20 +559,22 @@ def train(cfg: PPOStageConfig) -> dict:
     from ladder import checkpoint
     from ladder import ppo_math as M
     from ladder.data.loaders import load_split
-    from ladder.runtime import check_engine
-    from ladder.sft import gathered_copy, is_zero3, zero3_off
+    from ladder.runtime import check_engine, process_group_kwargs, reset_accelerate
+    from ladder.distributed import gathered_copy, is_zero3, whole_weights, zero3_off
 
     split = functools.partial(load_split, cfg.data, "rl", name=cfg.data_name, transform=cfg.data_transform)
     ds = split(cfg.train_split, limit=cfg.max_train_samples)
     rewarder = Rewarder(cfg)
     rewarder.validate(ds)
-    from ladder.eval import load_judges
+    from ladder.evaluation import curve_point, load_judges
 
     judges = load_judges(cfg.judge)
     test_rows = list(split(cfg.test_split, limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
 
-    tensorboard = bool(cfg.report_to) and "none" not in cfg.report_to
+    tensorboard = "tensorboard" in (cfg.report_to or []) or "all" in (cfg.report_to or [])
+    reset_accelerate()
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              kwargs_handlers=process_group_kwargs(),
                               mixed_precision="bf16" if cfg.bf16 else "fp16" if cfg.fp16 else "no",
                               log_with="tensorboard" if tensorboard else None,
                               project_dir=str(Path(cfg.output_dir) / "logs"))
@@ -610,7 +608,7 @@ def train(cfg: PPOStageConfig) -> dict:
                                   weight_decay=cfg.weight_decay)
     updates = max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches
     # Not prepared: accelerate would step a scheduler once per process; ours steps once per update.
-    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.get_warmup_steps(updates),
+    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.warmup(updates),
                               num_training_steps=updates)
     model, optimizer = accelerator.prepare(ActorCritic(policy, critic), optimizer)
     actor = accelerator.unwrap_model(model).policy  # the policy inside whatever engine wraps the module
@@ -639,7 +637,7 @@ def train(cfg: PPOStageConfig) -> dict:
                 ro = generate_rollouts(actor, tokenizer, prompts, cfg)
         else:
             seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]
-            with whole_weights(actor, zero3):  # the sync reads every weight in full
+            with whole_weights(actor):  # the sync reads every weight in full
                 ro = sampler(actor, tokenizer, prompts, cfg, seeds)
         seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
         raw, parts = rewarder(prompts, ro.texts, rows)
@@ -732,7 +730,7 @@ def train(cfg: PPOStageConfig) -> dict:
         if test_rows and cfg.heldout_every and step % cfg.heldout_every == 0 and step < max_steps \
                 and accelerator.is_main_process and not zero3:
             points = heldout(actor, tokenizer, test_rows, cfg, judges, sampled=False)
-            state.history[-1].update({f"heldout_{k}": round(v, 5) for k, v in points.items()})
+            state.history[-1].update(curve_point(points))
             print(f"ppo: step {step} held-out accuracy {points.get('accuracy', 0):.3f} "
                   f"RM score {points.get('rm_score', 0):.3f}", flush=True)
         if cfg.saves and step % cfg.save_steps == 0 and step < max_steps:
@@ -774,6 +772,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

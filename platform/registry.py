@@ -12,18 +12,7 @@ from pathlib import Path
 from ladder.config import load_config
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, read_manifest
-
-# Stage directories in ladder order (pretrain writes `base`).
-STAGES = ["data", "tokenizer", "base", "sft", "rm", "ppo", "grpo"]
-MODEL_STAGES = ["base", "sft", "ppo", "grpo"]  # the ones that generate text
-
-
-def run_stages(run) -> dict[str, Path]:
-    """Finished stages of a run, in ladder order (other finished dirs after them)."""
-    run = Path(run)
-    found = {p.name: p for p in sorted(run.iterdir()) if (p / MANIFEST).is_file()} if run.is_dir() else {}
-    return {**{s: found[s] for s in STAGES if s in found}, **{k: v for k, v in found.items() if k not in STAGES}}
-
+from ladder.stages import METRICS, RUNS_COLUMNS, TEXT_OUTPUTS, run_stages
 
 def list_runs(root="runs") -> list[Path]:
     root = Path(root)
@@ -36,7 +25,7 @@ def latest_run(root="runs") -> Path | None:
     return runs[-1] if runs else None
 
 
-def checkpoints(root="runs", stages=MODEL_STAGES) -> list[str]:
+def checkpoints(root="runs", stages=TEXT_OUTPUTS) -> list[str]:
     """'run/stage' names of every finished model checkpoint, latest run first."""
     out = []
     for run in reversed(list_runs(root)):
@@ -56,10 +45,7 @@ def resolve_checkpoint(name, root="runs") -> Path:
     return path
 
 
-# (column, manifest metric, format): the numbers that say how well each rung did.
-KEY_METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
-               ("RM score", "eval/rm_score", "{:+.2f}"), ("pairwise", "pairwise_accuracy", "{:.1%}"),
-               ("eval loss", "eval_loss", "{:.3f}")]
+KEY_METRICS = [m for m in METRICS if m[0] in RUNS_COLUMNS]
 
 
 @dataclass
@@ -92,6 +78,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -9,20 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ladder.evaluation import HELDOUT
 from ladder.manifest import atomic_write_json, atomic_write_text, read_manifest
-from ladder.registry import run_stages
-
-COLUMNS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
-           ("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}"),
-           ("length", "eval/mean_length", "{:.0f}"), ("thinking", "eval/think_length", "{:.0f}"),
-           ("pass@1", "eval/pass@1", "{:.1%}"), ("pass@k", "eval/pass@k", "{:.1%}"),
-           ("pairwise acc.", "pairwise_accuracy", "{:.1%}"), ("eval loss", "eval_loss", "{:.3f}"),
-           ("time", "seconds", None)]
-
+from ladder.stages import METRICS, RL_OUTPUTS, run_stages
 
 CURVES = {"loss": ("train/loss", "loss"), "reward": ("ppo/reward", "train/reward", "reward")}
 MAX_POINTS = 200  # per curve in report.json
-RL = ("ppo", "grpo")
 
 
 def _thin(points: list) -> list:
@@ -96,7 +88,7 @@ def collect(run) -> list[dict]:
         curves = training_curves(path, m.get("history"))
         for key in ("accuracy", "rm_score", "judge/human_style", "think_length"):
             if len(pts := series(metrics, m.get("history"), key)) > 1:
-                curves[f"heldout_{key}"] = pts
+                curves[HELDOUT + key] = pts
         if stage == "grpo" and (pts := [[h["step"], h["completion_length"]] for h in m.get("history") or []
                                         if isinstance(h.get("completion_length"), (int, float))]):
             curves["completion_length"] = pts
@@ -147,7 +139,7 @@ def series(metrics: dict, history: list | None, key: str, before: str | None = N
     """[[step, value]] of one held-out metric along an RL run: the `before/` value at step 0, the
     per-step points its history recorded (`heldout_<key>`), the `after/` value at the last step."""
     pts = [[0, metrics[f"before/{before or key}"]]] if isinstance(metrics.get(f"before/{before or key}"), float) else []
-    pts += [[h["step"], h[f"heldout_{key}"]] for h in history or [] if isinstance(h.get(f"heldout_{key}"), float)]
+    pts += [[h["step"], h[HELDOUT + key]] for h in history or [] if isinstance(h.get(HELDOUT + key), float)]
     if isinstance(metrics.get(f"after/{before or key}"), float) and isinstance(metrics.get("steps"), int):
         pts.append([metrics["steps"], metrics[f"after/{before or key}"]])
     return pts
@@ -174,7 +166,7 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     # RL losses are surrogate objectives near zero: the loss plot shows the supervised rungs only.
     for name, ylabel, title in (("reward", "mean reward", "reward while training (RL rungs)"),
                                 ("loss", "training loss", "loss while training")):
-        curves = [r for r in rows if r["curves"].get(name) and not (name == "loss" and r["stage"] in RL)]
+        curves = [r for r in rows if r["curves"].get(name) and not (name == "loss" and r["stage"] in RL_OUTPUTS)]
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -253,10 +245,10 @@ def write_report(run) -> str:
     run = Path(run)
     rows = collect(run)
     lines = [f"# ladder report card: {run.name}", "",
-             "| rung | " + " | ".join(c[0] for c in COLUMNS) + " | prompted with |",
-             "|---|" + "---|" * len(COLUMNS) + "---|"]
+             "| rung | " + " | ".join(c[0] for c in METRICS) + " | prompted with |",
+             "|---|" + "---|" * len(METRICS) + "---|"]
     for r in rows:
-        cells = [_cell(r["metrics"], key, fmt) for _, key, fmt in COLUMNS]
+        cells = [_cell(r["metrics"], key, fmt) for _, key, fmt in METRICS]
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {r['prompting'] or ''} |")
     n = next((r["metrics"]["eval/n"] for r in rows if r["metrics"].get("eval/n")), None)
     if n:

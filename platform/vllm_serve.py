@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     cfg = load_config(ServeConfig, argv)
     if not (Path(cfg.model) / "config.json").is_file():
         raise LadderError(f"model '{cfg.model}': not an HF checkpoint directory (no config.json)")
-    from ladder.rollout import vllm_available
+    from ladder.runtime import vllm_available
 
     if not vllm_available():
         raise LadderError("vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')")
@@ -76,6 +76,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -1,6 +1,6 @@
 """`python -m ladder.pretrain` / `accelerate launch -m ladder.pretrain`: the pretraining stage."""
 
-from ladder.cli import stage_entry
+from ladder.runtime import stage_entry
 from ladder.pretrain.train import main
 
 stage_entry(main)

@@ -46,4 +46,8 @@ def build_model(preset: str, tokenizer, max_position_embeddings: int = 512, seed
 
 
 def n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of the whole model; under DeepSpeed ZeRO-3 each local tensor is an empty shard whose
+    real shape is `ds_shape`."""
+    import math
+
+    return sum(math.prod(getattr(p, "ds_shape", p.shape)) for p in model.parameters())

@@ -12,23 +12,7 @@ from dataclasses import dataclass
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder.manifest import atomic_dir, write_manifest
-
-EOS, PAD = "<|end|>", "<|pad|>"
-ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-# Tags of the answer format: ordinary (non-special) tokens so they survive skip_special_tokens.
-FORMAT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
-    "{%- else -%}"
-    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
-)
-
+from ladder.models import CHAT_TEMPLATE, EOS, FORMAT_TOKENS, PAD, ROLE_TOKENS
 
 @dataclass
 class TokenizerConfig:
@@ -72,20 +56,6 @@ def train_tokenizer(texts, vocab_size: int = 512, min_frequency: int = 2):
     return fast
 
 
-def ensure_chat_template(tokenizer) -> bool:
-    """Give a tokenizer without a chat template ours (adding its tokens). True if it changed."""
-    if tokenizer.chat_template:
-        return False
-    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
-    tokenizer.add_tokens([EOS, *FORMAT_TOKENS])
-    if tokenizer.eos_token is None:
-        tokenizer.eos_token = EOS
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return True
-
-
 def main(argv=None) -> int:
     from ladder.data.loaders import load_split
 
@@ -103,6 +73,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

@@ -107,10 +107,6 @@ def full_shape(p):
     return tuple(getattr(p, "ds_shape", p.shape))
 
 
-def count_params(model) -> int:
-    return sum(math.prod(full_shape(p)) for p in model.parameters())
-
-
 def evaluate(model, blocks, cfg, accelerator) -> float:
     import torch
 
@@ -137,7 +133,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     from transformers import AutoTokenizer
 
     from ladder.data.loaders import load_split
-    from ladder.pretrain.model import build_model
+    from ladder.pretrain.model import build_model, n_params
 
     # Check everything cheap before anything expensive.
     try:
@@ -183,7 +179,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     step = checkpoint.load_latest_state(accelerator, cfg.output_dir) if cfg.resume else 0
 
     if accelerator.is_main_process:
-        accelerator.print(f"pretrain: {count_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
+        accelerator.print(f"pretrain: {n_params(accelerator.unwrap_model(model)) / 1e6:.2f}M params, "
                           f"{len(blocks)} blocks x {cfg.seq_len} tokens, {accelerator.num_processes} process(es) "
                           f"({accelerator.distributed_type.value}), precision {precision}")
     if cfg.report_to != "none":
@@ -255,6 +251,8 @@ def train(cfg: PretrainConfig) -> Metrics:
 
 def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics, step: int) -> None:
     """The final HF directory: model + tokenizer (with chat template) + ladder.json, written last."""
+    from ladder.pretrain.model import n_params
+
     state = accelerator.get_state_dict(model)  # gathers shards under DeepSpeed/FSDP: all ranks call it
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -263,7 +261,7 @@ def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics,
                               "eval_loss": metrics.eval_loss, "train_loss": metrics.train_loss, "steps": step,
                               "tokens": metrics.tokens, "seconds": round(metrics.seconds, 1),
                               "tokens_per_s": round(metrics.tokens / max(metrics.seconds, 1e-9)),
-                              "params": count_params(unwrapped),
+                              "params": n_params(unwrapped),
                               "world_size": accelerator.num_processes,
                           })
         print(f"saved {cfg.output_dir} (eval loss {metrics.eval_loss:.4f})")
@@ -277,6 +275,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ladder.cli import stage_entry
+    from ladder.runtime import stage_entry
 
     stage_entry(main)

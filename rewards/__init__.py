@@ -20,7 +20,8 @@ REWARDS = {
 }
 
 # plugins imports REWARDS lazily (its built-in names), so it comes after the registry
-from ladder.rewards.plugins import load_reward, load_rewards, validate_rewards  # noqa: E402
+from ladder.rewards.plugins import load_reward, load_rewards, sample_batch, validate_rewards  # noqa: E402
 
-__all__ = ["REWARDS", "completion_text", "extract_answer", "load_reward", "load_rewards", "validate_rewards",
+__all__ = ["REWARDS", "completion_text", "extract_answer", "load_reward", "load_rewards", "sample_batch",
+           "validate_rewards",
            "math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty"]

@@ -208,3 +208,12 @@ def validate_rewards(fns, sample: dict, where: str | None = None) -> None:
                 raise LadderError(f"reward {label} returned a non-number {_short(value)} in {_short(result)}")
             if not _math.isfinite(float(value)):
                 raise LadderError(f"reward {label} returned {value} (not finite) in {_short(result)}")
+
+
+def sample_batch(ds, n: int = 4) -> dict:
+    """What validate_rewards calls each reward with: a few rows plus plausible completions."""
+    rows = ds.select(range(min(n, len(ds))))
+    sample = {c: rows[c] for c in rows.column_names}
+    sample["completions"] = [[{"role": "assistant", "content": "<think>1 + 1 = 2</think><answer>2</answer>"}]
+                             for _ in range(len(rows))]
+    return sample

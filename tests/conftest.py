@@ -69,7 +69,7 @@ def tiny_sft(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def tiny_rm(tiny_run, tiny_sft) -> Path:
     """A reward model (one-logit sequence classifier) trained from tiny_sft on tiny_data's preference
-    pairs; its ladder.json holds the held-out pairwise_accuracy. Read it with ladder.rm.score."""
+    pairs; its ladder.json holds the held-out pairwise_accuracy. Read it with ladder.models.score."""
     from ladder import rm
 
     out = tiny_run / "rm"
@@ -87,7 +87,7 @@ def vllm_server(tiny_sft, tmp_path):
     import subprocess
     import sys
 
-    from ladder.rollout import vllm_available
+    from ladder.runtime import vllm_available
 
     if not vllm_available():
         pytest.skip("vLLM is not installed")

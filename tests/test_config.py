@@ -89,13 +89,14 @@ def test_help_lists_options_and_exits_0(flag, tmp_path, capsys):
 
 
 # stage -> (an option, text of its help). TRL stages: an inherited TRL/TrainingArguments field with
-# metadata help, and one ladder re-declares (its help comes from the field it overrides).
+# metadata help, and one ladder re-declares (its help comes from the field it overrides). PPO runs its own
+# loop: only the training options it reads, documented where they are declared.
 STAGE_OPTIONS = {
     "sft": [("dataset_text_field", "Name of the column that contains text data in the dataset."),
             ("learning_rate", "The initial learning rate"), ("lora_r", "")],
     "rm": [("center_rewards_coefficient", "Coefficient to incentivize the reward model to output mean-zero rewards"),
            ("learning_rate", "The initial learning rate")],
-    "ppo": [("learning_rate", "The initial learning rate"), ("per_device_train_batch_size", "batch size")],
+    "ppo": [("learning_rate", "the initial learning rate"), ("per_device_train_batch_size", "prompts rolled out")],
     "grpo": [("num_generations", "Number of generations to sample."), ("learning_rate", "The initial learning rate")],
     "eval": [("split", "")], "pretrain": [("seq_len", "")], "data": [("levels", "")], "tokenizer": [("vocab_size", "")],
 }

@@ -189,6 +189,7 @@ def test_shipped_rl_recipes_get_the_columns_their_rewards_read():
 def test_stage_configs_pass_data_transform_to_the_loader(tmp_path):
     """`data_transform` in a recipe (or `--data_transform` as YAML/JSON) reaches load_split."""
     from ladder import eval as ladder_eval
+    from ladder.evaluation import load_rows
     from ladder import grpo
     from ladder.config import load_config
 
@@ -196,6 +197,6 @@ def test_stage_configs_pass_data_transform_to_the_loader(tmp_path):
     f.write_text(json.dumps({"q": "What is 2 + 2?", "final": "4"}) + "\n")
     cfg = load_config(ladder_eval.EvalConfig, ["--data", str(f), "--data_transform", '{"prompt": "q", "answer": "final"}'])
     assert cfg.data_transform == {"prompt": "q", "answer": "final"}
-    rows = ladder_eval.load_rows(cfg.data, "train", transform=cfg.data_transform)
+    rows = load_rows(cfg.data, "train", transform=cfg.data_transform)
     assert rows[0]["prompt"] == "What is 2 + 2?" and rows[0]["answer"] == "4"
     assert load_config(grpo.GRPOStageConfig, ["--data_transform", "gsm8k", "--report_to", "none"]).data_transform == "gsm8k"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ladder.eval import score_texts
+from ladder.evaluation import score_texts
 
 ROWS = [{"answer": "85", "numbers": [], "target": None},
         {"answer": "12", "numbers": [], "target": None},
@@ -44,7 +44,7 @@ def test_standard_error_per_kind_thinking_length_and_judges():
 def test_pass_at_k_counts_a_problem_solved_by_any_sample(monkeypatch):
     """evaluate_sampled: pass@1 is the mean over all samples, pass@k the share of problems with a hit."""
     import ladder.generation
-    from ladder.eval import evaluate_sampled
+    from ladder.evaluation import evaluate_sampled
 
     answers = iter(["<answer>1</answer>", "<answer>0</answer>",   # sample 1 of problems a, b
                     "<answer>0</answer>", "<answer>0</answer>",   # sample 2
@@ -65,16 +65,28 @@ def test_code_rows_are_run_against_their_tests():
 
 
 def test_eval_matches_hand_checked_scores_end_to_end(tiny_run, tiny_sft):
-    """Through the real CLI path: stats land in the manifest and agree with rescoring the samples."""
+    """Through the real CLI path: every answer lands in eval_completions.jsonl, each score agrees with a
+    check by hand (the number in <answer> is the gold one), and the manifest's accuracy is their mean."""
+    import json
+    import re
+
     from ladder.eval import main
+    from ladder.evaluation import COMPLETIONS
     from ladder.manifest import read_manifest
 
     assert main(["--checkpoints", str(tiny_sft), "--data", str(tiny_run / "data"), "--limit", "16",
                  "--run", "null", "--backend", "hf"]) == 0
     m = read_manifest(tiny_sft)["metrics"]
     assert m["eval/n"] == 16 and m["eval/backend"] == "hf" and m["eval/prompting"] == "chat template"
-    sample = m["eval/samples"][0]
-    assert sample["score"] in (0.0, 1.0, None)
+    done = [json.loads(line) for line in (tiny_sft / COMPLETIONS).read_text().splitlines()]
+    assert len(done) == 16 and "completions" not in str(list(m))  # all answers in the file, three in the manifest
+    by_hand = []
+    for d in done:
+        answer = re.search(r"<answer>\s*(-?\d+)\s*</answer>", d["completion"])
+        by_hand.append(float(answer is not None and answer.group(1) == d["answer"].strip()))
+        assert d["score"] == by_hand[-1], d
+    assert m["eval/accuracy"] == pytest.approx(sum(by_hand) / 16)
+    assert m["eval/samples"] == [{k: d[k] for k in ("prompt", "completion", "score")} for d in done[:3]]
 
 
 @pytest.mark.slow
@@ -85,11 +97,11 @@ def test_vllm_backend_gives_the_same_answers_as_hf(tiny_run, tiny_sft):
     import subprocess
     import sys
 
-    from ladder.eval import evaluate_checkpoint, load_rows
+    from ladder.evaluation import evaluate_checkpoint, load_rows
 
     rows = load_rows(str(tiny_run / "data"), limit=16)
     hf = evaluate_checkpoint(tiny_sft, rows, max_new_tokens=32, backend="hf")
-    code = ("import json, sys; from ladder.eval import evaluate_checkpoint, load_rows; "
+    code = ("import json, sys; from ladder.evaluation import evaluate_checkpoint, load_rows; "
             f"rows = load_rows({str(tiny_run / 'data')!r}, limit=16); "
             f"s = evaluate_checkpoint({str(tiny_sft)!r}, rows, max_new_tokens=32, backend='vllm'); "
             "print('RESULT ' + json.dumps({'accuracy': s['accuracy'], 'samples': s['samples']}))")

@@ -3,7 +3,7 @@ import pytest
 from ladder import grpo
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
-from ladder.rollout import vllm_available
+from ladder.runtime import vllm_available
 
 SHORT = ["--max_steps", "20", "--per_device_train_batch_size", "32", "--num_generations", "8",
          "--max_completion_length", "48", "--learning_rate", "2e-3", "--report_to", "none", "--save_strategy", "no",

@@ -246,16 +246,16 @@ def test_the_critic_gets_rows_for_added_chat_tokens(tiny_sft, tmp_path, monkeypa
     and the critic (which reads the same tokens) all grow to the new vocabulary."""
     import torch
 
-    from ladder import sft
+    from ladder import models
 
-    load = sft.load_tokenizer
+    load = models.load_tokenizer
 
     def without_template(path):  # as for a base hub model: the template's tokens are new
         tokenizer, _ = load(path)
         tokenizer.add_tokens(["<|new_role|>", "<|new_end|>"])
         return tokenizer, True
 
-    monkeypatch.setattr(sft, "load_tokenizer", without_template)
+    monkeypatch.setattr(models, "load_tokenizer", without_template)
     cfg = ppo.PPOStageConfig(model=str(tiny_sft), reward_model=None, critic_init="policy", rewards=["format_reward"],
                              output_dir=str(tmp_path / "o"), report_to="none")
     policy, reference, critic, tokenizer = ppo.load_actors(cfg)
@@ -375,7 +375,7 @@ def test_vllm_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
     """rollout_backend: vllm samples from an engine the policy's weights are pushed into every step:
     the log-probs vLLM sampled with (at temperature 0.7) match the trainer's own, also after the policy
     has changed."""
-    from ladder.rollout import vllm_available
+    from ladder.runtime import vllm_available
 
     if not vllm_available():
         pytest.skip("vLLM is not installed")

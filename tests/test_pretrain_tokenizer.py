@@ -2,7 +2,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from ladder.errors import LadderError
-from ladder.pretrain.tokenizer import FORMAT_TOKENS, TokenizerConfig, ensure_chat_template, train_tokenizer
+from ladder.models import FORMAT_TOKENS, ensure_chat_template
+from ladder.pretrain.tokenizer import TokenizerConfig, train_tokenizer
 
 TEXTS = ["Q: What is 17 * 24?\nA: 17 * 24 = 17 * 20 + 17 * 4 = 340 + 68 = 408. The answer is 408.",
          "Sam has 12 apples. Ann gives Sam 5 more. Now Sam has 12 + 5 = 17 apples."] * 50

@@ -34,4 +34,4 @@ def test_ladder_recipes_plan_every_rung():
 
     for name in ("tiny", "micro"):
         steps = plan(read_yaml(ROOT / "recipes" / name / "ladder.yaml"), Path("runs") / name)
-        assert [s[0] for s in steps] == ["data", "tokenizer", "pretrain", "sft", "rm", "ppo", "grpo"]
+        assert [s[0].name for s in steps] == ["data", "tokenizer", "pretrain", "sft", "rm", "ppo", "grpo"]

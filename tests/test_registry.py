@@ -2,7 +2,8 @@ import pytest
 
 from ladder.errors import LadderError
 from ladder.manifest import write_manifest
-from ladder.registry import checkpoints, latest_run, main, resolve_checkpoint, run_stages
+from ladder.registry import checkpoints, latest_run, main, resolve_checkpoint
+from ladder.stages import run_stages
 
 
 @pytest.fixture

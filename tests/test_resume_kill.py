@@ -153,7 +153,7 @@ def test_grpo_killed_and_resumed_matches_the_uninterrupted_run(tiny_run, tiny_sf
 def test_resume_skips_a_checkpoint_killed_while_it_was_saved(tmp_path):
     """The Trainer writes checkpoint-N in place, trainer_state.json last: a half-written one is passed
     over for the last complete one (resuming from it would fail, or start from a half-saved state)."""
-    from ladder.sft import last_checkpoint
+    from ladder.checkpoint import last_checkpoint
 
     assert last_checkpoint(tmp_path / "nothing") is None
     for step, state in ((4, json.dumps({"global_step": 4})), (8, '{"global_st'), (12, None)):

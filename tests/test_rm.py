@@ -5,6 +5,7 @@ import pytest
 from ladder import rm
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
+from ladder.models import score
 
 
 def test_reward_model_ranks_heldout_pairs_well_above_chance(tiny_rm):
@@ -20,9 +21,9 @@ def test_score_reads_text_or_messages_and_prefers_what_the_annotator_preferred(t
     prompt = [{"role": "user", "content": "What is 7 + 5?"}]
     good, bad = "<think> 7 + 5 = 12. Glad to help!</think><answer> 12</answer>", \
         "<think> 7 + 5 = 12. Ugh.</think><answer> 12</answer>"
-    as_text = rm.score(tiny_rm, [prompt, prompt], [good, bad])
-    as_msgs = rm.score(tiny_rm, [prompt, prompt], [[{"role": "assistant", "content": good}],
-                                                   [{"role": "assistant", "content": bad}]])
+    as_text = score(tiny_rm, [prompt, prompt], [good, bad])
+    as_msgs = score(tiny_rm, [prompt, prompt], [[{"role": "assistant", "content": good}],
+                                                [{"role": "assistant", "content": bad}]])
     assert as_text == pytest.approx(as_msgs)
     assert as_text[0] > as_text[1] + 1.0
 
@@ -42,10 +43,12 @@ def test_missing_chosen_column_and_identical_pair_name_file_and_row(tiny_sft, tm
 
 
 def test_score_caches_the_model_and_checks_lengths(tiny_rm):
-    rm.score(tiny_rm, ["q"], ["a"])
-    assert rm.load_reward_model(str(tiny_rm)) is rm.load_reward_model(str(tiny_rm))
+    from ladder.models import load_reward_model
+
+    score(tiny_rm, ["q"], ["a"])
+    assert load_reward_model(str(tiny_rm)) is load_reward_model(str(tiny_rm))
     with pytest.raises(LadderError, match="2 prompts but 1 completions"):
-        rm.score(tiny_rm, ["q", "r"], ["a"])
+        score(tiny_rm, ["q", "r"], ["a"])
 
 
 def test_plain_text_pairs_without_prompt_train_and_score(tiny_sft, tmp_path):

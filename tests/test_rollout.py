@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ladder import rollout
+from ladder import rollout, runtime
 from ladder.errors import LadderError
 
-needs_vllm = pytest.mark.skipif(not rollout.vllm_available(), reason="vLLM not installed")
+needs_vllm = pytest.mark.skipif(not runtime.vllm_available(), reason="vLLM not installed")
 
 
 def sequences(path, n=6):

@@ -6,7 +6,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ladder import sft
 from ladder.errors import LadderError
-from ladder.eval import evaluate_model, load_rows
+from ladder.evaluation import evaluate_model, load_rows
+from ladder.models import plain_model
+from ladder.rewards import math_accuracy
 from ladder.generation import generate
 from ladder.manifest import read_manifest
 
@@ -25,7 +27,7 @@ def test_sft_teaches_the_format_is_sometimes_right_and_lowers_heldout_loss(tiny_
     chats = [c for c in chats if c["answer"]]
     model, prompts = AutoModelForCausalLM.from_pretrained(tiny_sft), [c["messages"][:1] for c in chats]
     texts = [t for seed in range(4) for t in generate(model, tok, prompts, temperature=1.0, seed=seed)]
-    right = sum(sft.is_correct(texts, [c["answer"] for c in chats] * 4))
+    right = sum(s or 0.0 for s in math_accuracy(texts, answer=[c["answer"] for c in chats] * 4))
     formatted = sum("<answer>" in t for t in texts)
     print(f"sampled: {formatted / len(texts):.2f} formatted, {int(right)}/{len(texts)} right; "
           f"greedy accuracy {m['metrics']['accuracy']:.3f}")
@@ -135,7 +137,7 @@ def test_qlora_style_merge_into_a_full_precision_copy_matches_the_adapter(tiny_r
     with torch.no_grad():
         expected = model(input_ids=x).logits
     cfg.load_in_4bit = True  # take the QLoRA branch; the copy itself is loaded unquantised
-    merged = sft.plain_model(model, cfg, tok, resized=False)
+    merged = plain_model(model, cfg, tok, resized=False)
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=x).logits, expected, atol=1e-4, rtol=1e-4)
@@ -198,7 +200,7 @@ def test_user_files_train_with_separate_held_out_file_and_any_layout(tiny_run, t
     assert sft.main([*args, "--output_dir", str(tmp_path / "b"), "--test_data", str(tiny_run / "data"),
                      "--eval_samples", "4"]) == 0
     m = read_manifest(tmp_path / "b")["metrics"]
-    assert "eval_loss" in m and m["eval_n"] == 4
+    assert "eval_loss" in m and m["n"] == 4
 
 
 def test_resume_continues_from_the_last_trainer_checkpoint(tiny_run, tmp_path, monkeypatch):

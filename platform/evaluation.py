@@ -1,0 +1,190 @@
+"""Held-out evaluation, one path for every stage: greedy and sampled answers scored with the rewards
+training uses, standard errors, per-kind accuracy, lengths, judges and pass@k.
+
+`ladder eval` scores finished checkpoints with it; SFT, GRPO and PPO call `heldout` before, during and
+after training with their own completion length, so a number in the report means the same thing
+whichever stage wrote it. Per-step points go into a stage's history as `heldout_<metric>`
+(`curve_point`), which is what the report plots.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ladder.errors import LadderError
+
+COMPLETIONS = "eval_completions.jsonl"  # written into each evaluated checkpoint: one JSON row per answer
+THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample sd / sqrt(n); 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
+def load_judges(specs: list[str]) -> dict:
+    """{name: fn} for evaluation-only scorers, loaded like rewards (a bad one fails before any model loads)."""
+    from ladder.rewards import load_reward
+
+    specs = [specs] if isinstance(specs, str) else specs or []
+    return {str(s).rpartition(":")[2]: load_reward(s) for s in specs}
+
+
+def score_texts(texts: list[str], rows: list[dict], judges: dict | None = None) -> dict:
+    """Accuracy (and its standard error, overall and per `kind`) / format / lengths of completions for
+    RL-format rows: each row is scored by the reward its gold columns call for: `tests` (code_accuracy,
+    in the sandbox), `answer` (math_accuracy), or `numbers` + `target` (countdown_accuracy); plus the
+    mean of each judge (`judge/<name>`)."""
+    from ladder.rewards import code_accuracy, countdown_accuracy, format_reward, math_accuracy
+
+    cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target", "tests")}
+    code = code_accuracy(texts, tests=cols["tests"])  # None (and nothing run) for rows without tests
+    math = math_accuracy(texts, answer=cols["answer"])
+    cd = countdown_accuracy(texts, numbers=cols["numbers"], target=cols["target"])
+    per_row = [c if c is not None else m if m is not None else d for c, m, d in zip(code, math, cd)]
+    scored = [s for s in per_row if s is not None]
+    accuracy, se = mean_se(scored) if scored else (None, None)
+    kinds: dict[str, list[float]] = {}
+    for r, s in zip(rows, per_row):
+        if s is not None and r.get("kind"):
+            kinds.setdefault(r["kind"], []).append(s)
+    thinks = [m.group(1) if (m := THINK.search(t)) else "" for t in texts]
+    out = {
+        "accuracy": accuracy,
+        "accuracy_se": se,
+        "per_kind": {k: {"accuracy": (m := mean_se(v))[0], "se": m[1], "n": len(v)} for k, v in sorted(kinds.items())},
+        "format_rate": sum(f == 1.0 for f in format_reward(texts)) / len(texts),
+        "mean_length": sum(len(t) for t in texts) / len(texts),
+        "think_length": sum(len(t) for t in thinks) / len(texts),
+        "n": len(texts),
+        "per_row": per_row,
+    }
+    for name, fn in (judges or {}).items():
+        values = [v for v in fn(texts, **{k: [r.get(k) for r in rows] for k in rows[0]}) if v is not None]
+        out[f"judge/{name}"] = sum(values) / len(values) if values else None
+    return out
+
+
+def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max_new_tokens: int = 64,
+                   reward_model: str | None = None, texts: list[str] | None = None, judges: dict | None = None,
+                   keep_completions: bool = False) -> dict:
+    """Greedy answers to held-out rows (or the given `texts`), scored; `samples` keeps a few, and with
+    `keep_completions` `completions` holds every one (prompt, completion, score, the row's gold columns)."""
+    from ladder.generation import generate
+
+    prompts = [r["prompt"] for r in rows]
+    if texts is None:
+        texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
+    stats = score_texts(texts, rows, judges)
+    if reward_model:
+        from ladder.models import score
+
+        stats["rm_score"] = sum(score(reward_model, prompts, texts)) / len(texts)
+    stats["prompting"] = "chat template" if chat else "few-shot"
+    done = [{"prompt": p if isinstance(p, str) else p[-1]["content"], "completion": t, "score": s}
+            for p, t, s in zip(prompts, texts, stats.pop("per_row"))]
+    stats["samples"] = done[:3]
+    if keep_completions:
+        gold = ("kind", "answer", "numbers", "target")
+        stats["completions"] = [{**d, **{k: r[k] for k in gold if r.get(k) is not None}} for d, r in zip(done, rows)]
+    return stats
+
+
+def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
+                     max_new_tokens: int = 64, seed: int = 0, reward_model: str | None = None,
+                     judges: dict | None = None) -> dict:
+    """`samples` answers per held-out row at `temperature`: their accuracy (`accuracy_sampled`, which is
+    pass@1), the share of rows with at least one right answer (`pass@<samples>`) and, with a reward
+    model, the mean score (`rm_score_sampled`), and each judge's (`judge/<name>_sampled`). What RL moves: greedy answers of an SFT model often
+    already sit at the reward model's ceiling; and RL pulls pass@1 towards pass@k."""
+    from ladder.generation import generate
+
+    n, rows = len(rows), rows * samples
+    prompts = [r["prompt"] for r in rows]
+    texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    out = {}
+    stats = score_texts(texts, rows, judges)
+    out.update({f"{k}_sampled": v for k, v in stats.items() if k.startswith("judge/") and v is not None})
+    if stats["accuracy"] is not None:
+        out["accuracy_sampled"] = stats["accuracy"]
+        hits = [[s for s in stats["per_row"][i::n] if s is not None] for i in range(n)]
+        hits = [h for h in hits if h]
+        out[f"pass@{samples}"] = sum(max(h) for h in hits) / len(hits)
+    if reward_model:
+        from ladder.models import score
+
+        out["rm_score_sampled"] = sum(score(reward_model, prompts, texts)) / len(texts)
+    return out
+
+
+def load_rows(data: str, split: str = "test", name=None, limit=None, transform=None) -> list[dict]:
+    from ladder.data.loaders import load_split
+
+    return list(load_split(data, "rl", split, name=name, limit=limit, transform=transform))
+
+
+def resolve_backend(backend: str) -> str:
+    import torch
+
+    from ladder.runtime import vllm_available
+
+    if backend == "auto":
+        return "vllm" if torch.cuda.is_available() and vllm_available() else "hf"
+    if backend == "vllm" and not vllm_available():
+        raise LadderError("backend vllm: vLLM is not installed (pip install -e '.[cpu]' or '.[gpu]')")
+    return backend
+
+
+def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None, backend: str = "hf",
+                        judges: dict | None = None, pass_k: int = 0, pass_k_rows: list | None = None) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ladder.generation import generate_vllm, is_chat_model
+
+    chat = is_chat_model(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = None if backend == "vllm" else AutoModelForCausalLM.from_pretrained(path)
+    except Exception as e:
+        raise LadderError(f"checkpoint '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    texts = generate_vllm(path, [r["prompt"] for r in rows], chat=chat, max_new_tokens=max_new_tokens) \
+        if backend == "vllm" else None
+    stats = evaluate_model(model, tokenizer, rows, chat=chat, max_new_tokens=max_new_tokens,
+                           reward_model=reward_model, texts=texts, judges=judges, keep_completions=True)
+    stats["backend"] = backend
+    if pass_k and chat and model is not None:
+        sampled = evaluate_sampled(model, tokenizer, pass_k_rows or rows, samples=pass_k, temperature=1.0,
+                                   max_new_tokens=max_new_tokens)
+        stats["pass@1"] = sampled.get("accuracy_sampled")
+        stats[f"pass@{pass_k}"] = sampled.get(f"pass@{pass_k}")
+    return stats
+
+
+HELDOUT = "heldout_"  # prefix of per-step held-out metrics in a stage's history (the report's curves)
+CURVE_KEYS = ("accuracy", "format_rate", "mean_length", "think_length", "rm_score")
+
+
+def heldout(model, tokenizer, rows: list[dict], *, max_new_tokens: int, reward_model: str | None = None,
+            judges: dict | None = None, samples: int = 0, temperature: float = 1.0, seed: int = 0) -> dict:
+    """What every stage records on held-out prompts: greedy accuracy (and its standard error), format
+    rate, answer and thinking length, RM score and judges' scores; with `samples`, that many answers per
+    prompt at `temperature` too (accuracy_sampled = pass@1, pass@<samples>, sampled RM and judge scores).
+    A flat dict of numbers, ready for `before/`, `after/` or `heldout_` keys."""
+    stats = evaluate_model(model, tokenizer, rows, chat=True, max_new_tokens=max_new_tokens,
+                           reward_model=reward_model, judges=judges)
+    out = {k: v for k, v in stats.items() if isinstance(v, (int, float))}  # numbers only: `n` too
+    if samples > 0:
+        out.update(evaluate_sampled(model, tokenizer, rows, samples=samples, temperature=temperature,
+                                    max_new_tokens=max_new_tokens, seed=seed, reward_model=reward_model,
+                                    judges=judges))
+    return out
+
+
+def curve_point(stats: dict) -> dict:
+    """The per-step subset of `heldout`'s numbers, as `heldout_<metric>` history keys."""
+    return {f"{HELDOUT}{k}": round(v, 5) for k, v in stats.items()
+            if v is not None and (k in CURVE_KEYS or k.startswith("judge/"))}

@@ -1,0 +1,174 @@
+"""Models and tokenizers, loaded one way for every stage: the parent checkpoint (4-bit for QLoRA),
+its tokenizer (one without a chat template gets ladder's, with its tokens added and the embeddings
+grown to match), what gets saved (LoRA merged, QLoRA's adapter on a full-precision copy), and reward
+models as scorers of (prompt, completion) pairs for PPO, eval and the app.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ladder.errors import LadderError
+
+# ---- ladder's chat template (the tokenizer stage gives it to every tokenizer it trains) ----
+EOS, PAD = "<|end|>", "<|pad|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+# Tags of the answer format: ordinary (non-special) tokens so they survive skip_special_tokens.
+FORMAT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{%- else -%}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Give a tokenizer without a chat template ours (adding its tokens). True if it changed."""
+    if tokenizer.chat_template:
+        return False
+    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    tokenizer.add_tokens([EOS, *FORMAT_TOKENS])
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = EOS
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return True
+
+
+# ---- loading ----
+def check_model_path(path: str) -> None:
+    """A model given as a local path must be a checkpoint folder (hub ids like org/name are left to
+    transformers): one line naming it, before anything loads."""
+    from pathlib import Path
+
+    from ladder.data.loaders import looks_local
+
+    folder = Path(str(path)).expanduser()
+    if folder.is_dir():
+        if not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise LadderError(f"model '{path}': not a checkpoint folder (no config.json; an unfinished run? "
+                              "a finished one has ladder.json)")
+    elif looks_local(str(path)):
+        raise LadderError(f"model '{path}': no such checkpoint folder")
+
+
+def load_tokenizer(path: str):
+    """The checkpoint's tokenizer; one without a chat template gets ours (returns it, changed?)."""
+    from transformers import AutoTokenizer
+
+    check_model_path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise LadderError(f"model '{path}': cannot load its tokenizer ({str(e).splitlines()[0][:160]})") from None
+    changed = ensure_chat_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, changed
+
+
+def load_model(cfg, tokenizer, resized: bool, auto_class=None, quantize: bool | None = None, **kwargs):
+    """The parent checkpoint (4-bit for QLoRA), embeddings grown when chat tokens were added.
+    `auto_class` picks the head: causal LM here, sequence classification for the reward model."""
+    import torch
+
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM as auto_class
+    if cfg.load_in_4bit if quantize is None else quantize:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        model = auto_class.from_pretrained(cfg.model, **kwargs)
+    except (OSError, ValueError) as e:
+        raise LadderError(f"model '{cfg.model}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    if resized:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def plain_model(model, cfg, tokenizer, resized: bool, auto_class=None, **kwargs):
+    """What gets saved: with LoRA, the adapter merged into the weights (unless merge_lora is off),
+    so later stages and vLLM load a plain model. QLoRA's adapter goes into a full-precision copy
+    of the parent: merging into 4-bit weights would re-quantise them, and vLLM refuses bitsandbytes."""
+    if not cfg.use_lora or not getattr(cfg, "merge_lora", True):
+        return model
+    if not cfg.load_in_4bit:
+        return model.merge_and_unload()
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    full = load_model(cfg, tokenizer, resized, auto_class, quantize=False,
+                      dtype=torch.bfloat16 if cfg.bf16 else torch.float32, **kwargs)
+    full = get_peft_model(full, model.peft_config["default"])
+    set_peft_model_state_dict(full, get_peft_model_state_dict(model))
+    return full.merge_and_unload()
+
+
+# ---- reward models ----
+def conversation_text(tokenizer, prompt, completion) -> str:
+    """What the reward model reads: the chat template over prompt + answer, or plain text + EOS
+    (exactly how TRL's RewardTrainer tokenises pairs)."""
+    if isinstance(completion, list) or isinstance(prompt, list):
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt or [])
+        answer = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+        return tokenizer.apply_chat_template(prompt + answer, tokenize=False)
+    return (prompt or "") + completion + tokenizer.eos_token
+
+
+@functools.lru_cache(maxsize=4)
+def load_reward_model(path: str):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        import torch
+
+        if torch.cuda.is_available():  # this process's GPU (under accelerate launch: its local rank's)
+            import os
+
+            model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    except Exception as e:
+        raise LadderError(f"reward model '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    return model, tokenizer
+
+
+def score(reward_model_dir, prompts, completions, batch_size: int = 16) -> list[float]:
+    """Reward-model scores for (prompt, completion) pairs; prompts/completions as text or messages.
+
+    Texts are re-tokenised with the reward model's own tokenizer, so a policy with a different
+    tokenizer works too. The model is loaded once per path (cached)."""
+    if len(prompts) != len(completions):
+        raise LadderError(f"score: {len(prompts)} prompts but {len(completions)} completions")
+    model, tokenizer = load_reward_model(str(reward_model_dir))
+    return score_with(model, tokenizer, prompts, completions, batch_size)
+
+
+def score_with(model, tokenizer, prompts, completions, batch_size: int = 16) -> list[float]:
+    import torch
+
+    texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    was_training = model.training
+    model.eval()
+    out: list[float] = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=1024, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out.extend(model(**enc).logits[:, 0].float().tolist())
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return out

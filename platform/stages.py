@@ -1,0 +1,68 @@
+"""The rungs of the ladder, in one table: what each stage is called, which module runs it, where it
+writes in a run, what it reads, and whether it makes a model that writes text.
+
+The CLI, `ladder run`, the registry, eval, the report and the app all read this table (and the
+report's metric columns below), so a new rung is one row here plus its module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ladder.manifest import MANIFEST
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the command (`ladder <name>`) and the recipe section of `ladder run`
+    module: str  # `python -m <module>` / `accelerate launch -m <module>`
+    output: str  # its directory inside a run: runs/<run>/<output>
+    config: str  # its config dataclass, in `module` (recipe keys and `--help` come from its fields)
+    doc: str  # one line for `ladder --help`
+    inputs: dict = field(default_factory=dict)  # {config key: output dir it reads}, filled in by `ladder run`
+    writes_text: bool = False  # a model that answers prompts: evaluated, shown in the app
+    rl: bool = False  # trained on its own samples: the report plots its RL curves
+
+
+STAGES = (
+    Stage("data", "ladder.data.build", "data", "DataConfig",
+          "generate the built-in tasks in every format (corpus, SFT, prefs, RL)"),
+    Stage("tokenizer", "ladder.pretrain.tokenizer", "tokenizer", "TokenizerConfig",
+          "train a byte-level BPE tokenizer with a chat template", {"data": "data"}),
+    Stage("pretrain", "ladder.pretrain.train", "base", "PretrainConfig",
+          "pretrain a Llama-style base model from scratch (accelerate)",
+          {"data": "data", "tokenizer": "tokenizer"}, writes_text=True),
+    Stage("sft", "ladder.sft", "sft", "SFTStageConfig",
+          "supervised fine-tuning on chat data (TRL SFTTrainer, LoRA/QLoRA)",
+          {"model": "base", "data": "data"}, writes_text=True),
+    Stage("rm", "ladder.rm", "rm", "RMStageConfig",
+          "train a reward model on preference pairs (TRL RewardTrainer)", {"model": "sft", "data": "data"}),
+    Stage("ppo", "ladder.ppo", "ppo", "PPOStageConfig",
+          "RLHF with ladder's PPO (critic, GAE, clipping, KL to reference)",
+          {"model": "sft", "reward_model": "rm", "data": "data"}, writes_text=True, rl=True),
+    # GRPO starts from SFT too, so the report compares PPO and GRPO from the same start.
+    Stage("grpo", "ladder.grpo", "grpo", "GRPOStageConfig",
+          "reasoning by practice on verifiable rewards (TRL GRPOTrainer, vLLM)",
+          {"model": "sft", "data": "data"}, writes_text=True, rl=True),
+)
+OUTPUTS = [s.output for s in STAGES]  # stage directories in ladder order
+TEXT_OUTPUTS = [s.output for s in STAGES if s.writes_text]
+RL_OUTPUTS = [s.output for s in STAGES if s.rl]
+
+# (column, manifest metric, format): the numbers that say how a rung did, as the report card shows them;
+# `ladder runs` shows those named in RUNS_COLUMNS.
+METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
+           ("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}"),
+           ("length", "eval/mean_length", "{:.0f}"), ("thinking", "eval/think_length", "{:.0f}"),
+           ("pass@1", "eval/pass@1", "{:.1%}"), ("pass@k", "eval/pass@k", "{:.1%}"),
+           ("pairwise acc.", "pairwise_accuracy", "{:.1%}"), ("eval loss", "eval_loss", "{:.3f}"),
+           ("time", "seconds", None)]
+RUNS_COLUMNS = ("accuracy", "format", "RM score", "pairwise acc.", "eval loss")
+
+
+def run_stages(run) -> dict[str, Path]:
+    """Finished stages of a run (directories with a manifest), in ladder order, other finished dirs after."""
+    run = Path(run)
+    found = {p.name: p for p in sorted(run.iterdir()) if (p / MANIFEST).is_file()} if run.is_dir() else {}
+    return {**{s: found[s] for s in OUTPUTS if s in found}, **{k: v for k, v in found.items() if k not in OUTPUTS}}

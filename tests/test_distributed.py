@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"ddp": ["cpu_ddp.yaml"], "zero2": ["zero2.yaml", "--num_processes", "2", "--mixed_precision", "no"],
            "zero3": ["zero3.yaml", "--num_processes", "2", "--mixed_precision", "no"]}
 ENGINES = {"ddp": "MULTI_CPU", "zero2": "DEEPSPEED ZeRO-2", "zero3": "DEEPSPEED ZeRO-3"}
-# ZeRO-2 only for the stages with their own loop or trainer subclass (pretrain, GRPO, PPO): SFT and RM are
-# TRL's Trainer as is, whose ZeRO path ZeRO-3 (the one that shards weights, where ladder's gathers run) covers.
+# ZeRO-2 only for GRPO and PPO (their own trainer subclass / loop step the optimizer in ways ZeRO-2 and -3
+# handle differently); for pretraining, SFT and RM, ZeRO-3 (the one that shards weights, where ladder's
+# gathers run) covers the DeepSpeed path, and pretraining's resume runs under ZeRO-3 below.
 CASES = [(stage, engine) for stage in ("pretrain", "sft", "rm", "grpo", "ppo") for engine in ("ddp", "zero2", "zero3")
-         if not (engine == "zero2" and stage in ("sft", "rm"))]
+         if not (engine == "zero2" and stage in ("pretrain", "sft", "rm"))]
 PORTS = {case: 29610 + i for i, case in enumerate(CASES)}  # distinct, so a lingering rank never blocks another case
 
 

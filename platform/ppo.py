@@ -5,9 +5,14 @@
 Actors: the policy (from SFT), a frozen reference (a copy, or the policy with its LoRA adapter
 switched off), a critic (a scalar head per token, initialised from the reward model or the policy)
 and the reward: the reward model through `ladder.models.score`, reward functions from ladder.rewards,
-or both with weights. Each step: sample completions -> score them -> per-token KL penalty to the
-reference and a penalty for never ending -> GAE advantages (whitened) -> a few epochs of clipped
-policy and value updates on minibatches. The maths lives in ladder.ppo_math; this file is the loop.
+or both with weights. Each step, in four phases (functions below, each returning a small dataclass):
+1. roll_out: sample one completion per prompt (ladder.samplers: HF generate, in-process vLLM or a vLLM
+   server) and score it, with a penalty for never ending -> Samples;
+2. estimate_advantages: old and reference log-probs and values -> per-token KL penalty to the
+   reference -> GAE advantages (whitened) and returns -> Experience;
+3. update: a few epochs of clipped policy and value updates on minibatches -> UpdateStats;
+4. step_log: means over ranks, for the history, TensorBoard and the KL controller.
+The maths lives in ladder.ppo_math, the samplers in ladder.samplers; this file is the loop.
 
 Batch sizes, per process: `per_device_train_batch_size` prompts are rolled out per step, split into
 `num_mini_batches` minibatches (one optimizer step each, `num_ppo_epochs` passes), each minibatch
@@ -32,6 +37,7 @@ from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.runtime import cpu_training_defaults, say_rank, setup_process
+from ladder.samplers import Rollout
 
 
 @dataclass
@@ -252,174 +258,12 @@ def load_actors(cfg: PPOStageConfig):
     return policy, reference, Critic(critic), tokenizer
 
 
-# ---------------------------------------------------------------- rollouts
+# ---------------------------------------------------------------- log-probs and samplers
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding, as `generate` uses: without them a left-padded row
     would be scored at other positions than it was sampled at."""
     return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-
-
-@dataclass
-class Rollout:
-    seq: torch.Tensor  # [B, P + R] left-padded prompt, then the response
-    attention: torch.Tensor  # [B, P + R]
-    mask: torch.Tensor  # [B, R] float: response tokens up to and including the first EOS
-    has_eos: torch.Tensor  # [B] bool
-    texts: list[str]  # the responses, decoded without special tokens
-    n_prompt: int
-    sampler_logprobs: torch.Tensor | None = None  # [B, R] what the sampler (vLLM) gave its tokens
-
-
-def encode_prompts(tokenizer, prompts, device):
-    from ladder.generation import build_prompt
-
-    return tokenizer([build_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
-                     padding_side="left", add_special_tokens=False).to(device)
-
-
-def make_rollout(tokenizer, enc, response: torch.Tensor, eos: list[int], sampler_logprobs=None) -> Rollout:
-    """Prompt batch + sampled response ids (anything after a response's first EOS, any of `eos`, ignored)
-    -> Rollout."""
-    is_eos = torch.isin(response, torch.tensor(eos, device=response.device))
-    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-    mask = (~after_eos).float()
-    texts = tokenizer.batch_decode(response.masked_fill(after_eos, tokenizer.pad_token_id), skip_special_tokens=True)
-    seq = torch.cat([enc["input_ids"], response], 1)
-    attention = torch.cat([enc["attention_mask"], mask.long()], 1)
-    if sampler_logprobs is not None:
-        sampler_logprobs = sampler_logprobs * mask
-    return Rollout(seq, attention, mask, is_eos.any(1), texts, enc["input_ids"].shape[1], sampler_logprobs)
-
-
-def generate_rollouts(model, tokenizer, prompts, cfg: PPOStageConfig) -> Rollout:
-    """Sample one completion per prompt with HF generate from softmax(logits / temperature) alone (no
-    top-k/top-p, no repetition penalty, whatever the checkpoint's generation_config says), so the sampling
-    distribution is exactly the one the log-probs are computed from."""
-    from ladder.generation import eos_ids, generate_ids, generation_config
-
-    enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
-    eos = eos_ids(tokenizer, model)
-    config = generation_config(tokenizer, eos, max_new_tokens=cfg.response_length, temperature=cfg.temperature)
-    seq = generate_ids(model, enc, config)
-    return make_rollout(tokenizer, enc, seq[:, enc["input_ids"].shape[1]:], eos)
-
-
-def prompt_ids(enc) -> list[list[int]]:
-    """The prompts' token ids without their left padding, as a vLLM engine takes them."""
-    return [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
-
-
-def sampled_rollout(tokenizer, enc, tokens: list[list[int]], logprobs: list[list[float]], eos: list[int]) -> Rollout:
-    """Responses (token ids, and the log-prob each was sampled with) from a vLLM engine -> Rollout."""
-    device = enc["input_ids"].device
-    width = max(1, max(len(t) for t in tokens))
-    response = torch.full((len(tokens), width), tokenizer.pad_token_id, dtype=torch.long)
-    sampled = torch.zeros(len(tokens), width)
-    for i, (t, lp) in enumerate(zip(tokens, logprobs)):
-        response[i, :len(t)] = torch.tensor(t, dtype=torch.long)
-        sampled[i, :len(t)] = torch.tensor(lp, dtype=torch.float)
-    return make_rollout(tokenizer, enc, response.to(device), eos, sampled.to(device))
-
-
-class VLLMRollouts:
-    """The same rollouts from a vLLM engine (ladder.rollout): built once from the starting checkpoint,
-    the policy's current weights pushed into it (exactly, LoRA merged into copies) before each
-    step's sampling. It also returns the log-prob it sampled each token with, so the loop can log
-    the gap to the trainer's own log-probs: ~1e-6 when the sync is exact."""
-
-    def __init__(self, path: str, max_model_len: int, max_num_seqs: int, seed: int, gpu_memory_utilization: float):
-        from ladder.rollout import build_engine
-
-        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
-                                gpu_memory_utilization=gpu_memory_utilization)
-
-    def __call__(self, model, tokenizer, prompts, cfg: PPOStageConfig, seeds: list[int]) -> Rollout:
-        from vllm import SamplingParams
-
-        from ladder.generation import eos_ids
-        from ladder.rollout import named_weights, push_weights
-
-        push_weights(self.llm, named_weights(model))
-        enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
-        ids = prompt_ids(enc)
-        eos = eos_ids(tokenizer, model)
-        # explicit SamplingParams: vLLM applies none of the checkpoint's generation_config to them
-        params = [SamplingParams(temperature=cfg.temperature, top_k=-1, top_p=1.0, max_tokens=cfg.response_length,
-                                 stop_token_ids=eos, seed=s, logprobs=0) for s in seeds]  # seeded per prompt: resumable
-        outs = [o.outputs[0] for o in self.llm.generate([{"prompt_token_ids": i} for i in ids], params,
-                                                        use_tqdm=False)]
-        return sampled_rollout(tokenizer, enc, [o.token_ids for o in outs],
-                               [[lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs)] for o in outs], eos)
-
-    def close(self) -> None:
-        from ladder.rollout import close_engine
-
-        close_engine(self.llm)
-
-
-class ServerRollouts:
-    """The same rollouts from a `ladder vllm-serve` server on other devices or another node. Before each
-    step's sampling the main process pushes the policy's weights (CUDA: TRL's NCCL weight channel; CPU: a
-    safetensors file the server reloads, same machine only), then every rank sends its own prompts."""
-
-    def __init__(self, cfg: PPOStageConfig, accelerator):
-        import tempfile
-
-        from trl.generation.vllm_client import VLLMClient
-
-        self.accelerator, self.nccl = accelerator, torch.cuda.is_available()
-        url = cfg.vllm_server_base_url or f"http://{cfg.vllm_server_host}:{cfg.vllm_server_port}"
-        try:
-            self.client = VLLMClient(base_url=url, connection_timeout=cfg.vllm_server_timeout)
-        except OSError:  # refused or timed out (requests' and the builtin ConnectionError are both OSErrors)
-            raise LadderError(f"vllm_mode server: no vLLM server answers at {url} after {cfg.vllm_server_timeout:g} s "
-                              "(start one with `ladder vllm-serve --model <policy>`)") from None
-        if accelerator.is_main_process:
-            if self.nccl:
-                self.client.init_communicator(device=accelerator.device)
-            else:
-                self.sync_dir = tempfile.mkdtemp(prefix="ladder-ppo-sync-")
-        accelerator.wait_for_everyone()
-
-    def __call__(self, model, tokenizer, prompts, cfg: PPOStageConfig, seeds: list[int]) -> Rollout:
-        from ladder.rollout import named_weights, push_weights_to_server
-
-        if self.accelerator.is_main_process:
-            if self.nccl:
-                weights = list(named_weights(model))
-                meta = [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in weights]
-                self.client.update_named_params(meta, iter(weights))
-                self.client.reset_prefix_cache()
-            else:
-                push_weights_to_server(self.client.base_url, named_weights(model), self.sync_dir,
-                                       session=self.client.session)
-        self.accelerator.wait_for_everyone()  # no rank samples from the old weights
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ladder.generation import eos_ids
-
-        enc = encode_prompts(tokenizer, prompts, next(model.parameters()).device)
-        eos = eos_ids(tokenizer, model)
-
-        def one(ids_seed):
-            # Seeded per prompt (resumable). A request carries one seed for all its prompts, and one seed
-            # means the same random draws for every prompt (correlated samples, identical ones for equal
-            # prompts): one request per prompt, in flight together so the server still batches them.
-            # Every sampling knob is sent, so the server applies none of the checkpoint's generation_config.
-            ids, seed = ids_seed
-            out = self.client.generate([ids], temperature=cfg.temperature, top_p=1.0, top_k=0, min_p=0.0,
-                                       repetition_penalty=1.0, max_tokens=cfg.response_length, logprobs=0,
-                                       generation_kwargs={"seed": seed, "stop_token_ids": eos})
-            return out["completion_ids"][0], [lp[0] for lp in out["logprobs"][0]]
-
-        with ThreadPoolExecutor(max_workers=min(64, len(prompts))) as pool:  # 64: the client's connection pool
-            tokens, logprobs = zip(*pool.map(one, zip(prompt_ids(enc), seeds)))
-        return sampled_rollout(tokenizer, enc, list(tokens), list(logprobs), eos)
-
-    def close(self) -> None:
-        if self.accelerator.is_main_process and not self.nccl:
-            shutil.rmtree(self.sync_dir, ignore_errors=True)
 
 
 def response_logprobs(model, seq, attention, n_prompt: int, temperature: float):
@@ -430,6 +274,39 @@ def response_logprobs(model, seq, attention, n_prompt: int, temperature: float):
                    logits_to_keep=keep).logits[:, :-1].float() / temperature
     targets = seq[:, n_prompt:]
     return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1), logits
+
+
+def server_sampler(cfg: PPOStageConfig, accelerator):
+    """vllm_mode server: connects now, so a server that is not there fails before any model loads."""
+    from ladder.samplers import ServerSampler
+
+    url = cfg.vllm_server_base_url or f"http://{cfg.vllm_server_host}:{cfg.vllm_server_port}"
+    return ServerSampler(url, cfg.temperature, cfg.response_length, timeout=cfg.vllm_server_timeout,
+                         accelerator=accelerator)
+
+
+def local_sampler(cfg: PPOStageConfig, policy, tokenizer, ds, accelerator):
+    """HF generate on the policy itself, or an in-process vLLM engine sized for this run (context =
+    longest prompt + response_length; ranks seeded apart)."""
+    from ladder.samplers import HFSampler, VLLMSampler
+
+    if cfg.rollout_backend != "vllm":
+        return HFSampler(cfg.temperature, cfg.response_length, autocast=accelerator.autocast)
+    from ladder.generation import build_prompt
+
+    path = cfg.model
+    if policy.config.vocab_size != AutoConfig.from_pretrained(cfg.model).vocab_size:
+        # the chat tokens were added here: vLLM loads from disk, so give it the resized checkpoint
+        path = str(Path(cfg.output_dir) / "rollout-start")
+        base = policy.get_base_model() if cfg.use_lora else policy
+        base.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    longest = max(len(tokenizer(build_prompt(tokenizer, p), add_special_tokens=False)["input_ids"])
+                  for p in ds["prompt"])
+    return VLLMSampler(path, cfg.temperature, cfg.response_length,
+                       max_model_len=min(longest + cfg.response_length + 8, policy.config.max_position_embeddings),
+                       max_num_seqs=cfg.per_device_train_batch_size, seed=cfg.seed + accelerator.process_index,
+                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
 
 
 # ---------------------------------------------------------------- rewards
@@ -481,7 +358,7 @@ def check_finite(values, source: str, texts) -> None:
             raise LadderError(f"{source} returned {v} during training, for the completion {text[:60]!r}")
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- loop state, prompts, held-out scores
 
 class LoopState:
     """What the loop carries from step to step besides weights and optimizer: the KL coefficient
@@ -530,22 +407,136 @@ def heldout(policy, tokenizer, rows, cfg, judges: dict, sampled: bool = True) ->
                     seed=cfg.seed)
 
 
-def start_vllm(cfg: PPOStageConfig, policy, tokenizer, ds, rank: int) -> VLLMRollouts:
-    """A vLLM engine sized for this run: context = longest prompt + response_length."""
-    from ladder.generation import build_prompt
+# ---------------------------------------------------------------- one PPO step, in phases
 
-    path = cfg.model
-    if policy.config.vocab_size != AutoConfig.from_pretrained(cfg.model).vocab_size:
-        # the chat tokens were added here: vLLM loads from disk, so give it the resized checkpoint
-        path = str(Path(cfg.output_dir) / "rollout-start")
-        base = policy.get_base_model() if cfg.use_lora else policy
-        base.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-    longest = max(len(tokenizer(build_prompt(tokenizer, p), add_special_tokens=False)["input_ids"])
-                  for p in ds["prompt"])
-    max_len = min(longest + cfg.response_length + 8, policy.config.max_position_embeddings)
-    return VLLMRollouts(path, max_len, cfg.per_device_train_batch_size, cfg.seed + rank,
-                        cfg.vllm_gpu_memory_utilization)
+@dataclass
+class Samples:
+    """Phase 1 of a step: one response per prompt, scored."""
+    ro: Rollout
+    prompts: list
+    scores: torch.Tensor  # [B] reward-model score + rewards, minus the missing-EOS penalty
+    parts: dict  # the mean of each part of the score, for the logs
+
+
+@dataclass
+class Experience:
+    """Phase 2: the samples and what the updates need, per response token."""
+    samples: Samples
+    old_logprobs: torch.Tensor  # [B, R] the policy's, as it sampled (before this step's updates)
+    old_values: torch.Tensor  # [B, R]
+    kl: torch.Tensor  # [B, R] per-token KL to the reference
+    advantages: torch.Tensor  # [B, R] GAE, whitened
+    returns: torch.Tensor  # [B, R] the critic's targets
+
+
+@dataclass
+class UpdateStats:
+    """Phase 3: the mean of each loss term over the step's micro-batches, and whether target_kl stopped it."""
+    losses: dict
+    stopped: bool
+
+
+def roll_out(sampler, actor, tokenizer, rewarder, rows, seeds, cfg: PPOStageConfig) -> Samples:
+    """1. Sample one response per prompt, score it, penalise responses that never end."""
+    from ladder.ppo_math import eos_penalty
+
+    prompts = [r["prompt"] for r in rows]
+    ro = sampler(actor, tokenizer, prompts, seeds)
+    raw, parts = rewarder(prompts, ro.texts, rows)
+    scores = eos_penalty(torch.tensor(raw, device=ro.seq.device), ro.has_eos, cfg.missing_eos_penalty)
+    return Samples(ro, prompts, scores, parts)
+
+
+@torch.no_grad()
+def estimate_advantages(model, actor, reference, accelerator, samples: Samples, kl_coef: float,
+                        cfg: PPOStageConfig) -> Experience:
+    """2. Old and reference log-probs and values -> per-token rewards (score at the end, KL penalty on every
+    token) -> GAE advantages and returns."""
+    from ladder import ppo_math as M
+
+    ro = samples.ro
+    seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
+    old_logprobs, _, old_values = model(seq, attention, n_prompt, cfg.temperature)
+    # under the autocast the prepared model's forward has: otherwise, with mixed precision, the KL
+    # (and so the reward) would measure bf16 rounding, not how far the policy moved
+    with accelerator.autocast():
+        if reference is not None:
+            ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
+        else:
+            with actor.disable_adapter():
+                ref_logprobs, _ = response_logprobs(actor, seq, attention, n_prompt, cfg.temperature)
+    kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
+    rewards = M.token_rewards(samples.scores, kl, mask, kl_coef)
+    if cfg.whiten_rewards:
+        rewards = M.masked_whiten(rewards, mask, shift_mean=False)
+    advantages, returns = M.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+    return Experience(samples, old_logprobs, old_values, kl, M.masked_whiten(advantages, mask),
+                      returns)
+
+
+def update(model, optimizer, scheduler, params, accelerator, exp: Experience, cfg: PPOStageConfig,
+           warming_up: bool) -> UpdateStats:
+    """3. Epochs of clipped policy and value updates: one optimizer step per minibatch."""
+    from ladder import ppo_math as M
+
+    ro = exp.samples.ro
+    B = cfg.per_device_train_batch_size
+    mb, micro = B // cfg.num_mini_batches, B // cfg.num_mini_batches // cfg.gradient_accumulation_steps
+    deepspeed = accelerator.state.deepspeed_plugin is not None
+    losses = {k: [] for k in ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approx_kl", "entropy")}
+    for _ in range(cfg.num_ppo_epochs):
+        for mb_idx in torch.randperm(B).split(mb):
+            for idx in mb_idx.split(micro):
+                with accelerator.accumulate(model):
+                    logprobs, logits, values = model(ro.seq[idx], ro.attention[idx], ro.n_prompt, cfg.temperature)
+                    pg, pg_clip, approx_kl = M.policy_loss(logprobs, exp.old_logprobs[idx], exp.advantages[idx],
+                                                           ro.mask[idx], cfg.cliprange)
+                    vf, vf_clip = M.value_loss(values, exp.old_values[idx], exp.returns[idx], ro.mask[idx],
+                                               cfg.cliprange_value)
+                    # during critic warm-up the policy's loss is scaled to 0, not dropped: DDP
+                    # expects a gradient for every parameter in every backward
+                    accelerator.backward((0.0 if warming_up else 1.0) * pg + cfg.vf_coef * vf)
+                    if accelerator.sync_gradients and warming_up and not deepspeed:
+                        # AdamW skips a parameter without a gradient: the policy's moments, step count and
+                        # weights stay as they were (a zero gradient would still step them). DeepSpeed's
+                        # flat partitions cannot skip a group: there the policy's Adam state does step.
+                        for p in params[0]["params"]:
+                            p.grad = None
+                    if accelerator.sync_gradients and cfg.max_grad_norm and not deepspeed:
+                        # each model on its own: the critic's large early gradients must not shrink the
+                        # policy's (DeepSpeed clips all gradients together: its config's gradient_clipping).
+                        # Unscaled once (fp16): a GradScaler refuses a second unscale_ before its step.
+                        accelerator.unscale_gradients()
+                        for group in params:
+                            torch.nn.utils.clip_grad_norm_([p for p in group["params"] if p.grad is not None],
+                                                           cfg.max_grad_norm)
+                    optimizer.step()  # a no-op until the minibatch's last micro-batch
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    entropy = M.masked_mean(M.entropy_from_logits(logits), ro.mask[idx])
+                for k, v in zip(losses, (pg, vf, pg_clip, vf_clip, approx_kl, entropy)):
+                    losses[k].append(v.item())
+            if cfg.target_kl is not None:  # decided on the mean over ranks, so all ranks stop together
+                recent = torch.tensor(losses["approx_kl"][-(mb // micro):], device=ro.seq.device).mean()
+                if accelerator.reduce(recent, "mean").item() > cfg.target_kl:
+                    return UpdateStats(losses, stopped=True)
+    return UpdateStats(losses, stopped=False)
+
+
+def step_log(accelerator, exp: Experience, stats: UpdateStats) -> dict:
+    """4. What the step did, as means over all ranks."""
+    ro, mask = exp.samples.ro, exp.samples.ro.mask
+    local = {"reward": exp.samples.scores.mean(), "kl": (exp.kl * mask).sum(1).mean(), "length": mask.sum(1).mean(),
+             "no_eos": 1 - ro.has_eos.float().mean(),
+             **({"sampler_logprob_gap": ((ro.sampler_logprobs - exp.old_logprobs).abs() * mask).max()}
+                if ro.sampler_logprobs is not None else {}),
+             **{k: torch.tensor(sum(v) / len(v)) for k, v in stats.losses.items() if v},
+             **{k: torch.tensor(float(v)) for k, v in exp.samples.parts.items()}}
+    keys = sorted(local)
+    means = accelerator.reduce(torch.stack([local[k].float().to(ro.seq.device) for k in keys]), "mean").tolist()
+    return dict(zip(keys, means))
 
 
 def train(cfg: PPOStageConfig) -> dict:
@@ -557,20 +548,20 @@ def train(cfg: PPOStageConfig) -> dict:
     from transformers import get_scheduler
 
     from ladder import checkpoint
-    from ladder import ppo_math as M
     from ladder.data.loaders import load_split
+    from ladder.distributed import gathered_copy, is_zero3, zero3_off
+    from ladder.evaluation import curve_point, load_judges
     from ladder.runtime import check_engine, process_group_kwargs, reset_accelerate
-    from ladder.distributed import gathered_copy, is_zero3, whole_weights, zero3_off
 
+    # ---- data, rewards, judges: every check before any model loads
     split = functools.partial(load_split, cfg.data, "rl", name=cfg.data_name, transform=cfg.data_transform)
     ds = split(cfg.train_split, limit=cfg.max_train_samples)
     rewarder = Rewarder(cfg)
     rewarder.validate(ds)
-    from ladder.evaluation import curve_point, load_judges
-
     judges = load_judges(cfg.judge)
     test_rows = list(split(cfg.test_split, limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
 
+    # ---- engine: DDP or DeepSpeed, mixed precision, trackers
     tensorboard = "tensorboard" in (cfg.report_to or []) or "all" in (cfg.report_to or [])
     reset_accelerate()
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -590,17 +581,19 @@ def train(cfg: PPOStageConfig) -> dict:
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = \
             cfg.per_device_train_batch_size // cfg.num_mini_batches // cfg.gradient_accumulation_steps
     zero3 = is_zero3(accelerator)
-    # a server that is not there fails here, before any model is loaded
-    server = ServerRollouts(cfg, accelerator) if cfg.rollout_backend == "vllm" and cfg.vllm_mode == "server" else None
+    server = server_sampler(cfg, accelerator) if cfg.rollout_backend == "vllm" and cfg.vllm_mode == "server" else None
+
+    # ---- actors, and held-out scores before training
     set_seed(cfg.seed)  # the critic's fresh head (critic_init: policy) starts the same everywhere
     policy, reference, critic, tokenizer = load_actors(cfg)
     metrics: dict = {}
     if test_rows and accelerator.is_main_process:
         with zero3_off():  # rank 0 alone generates: not in lock-step with the other ranks
             metrics.update({f"before/{k}": v for k, v in heldout(policy, tokenizer, test_rows, cfg, judges).items()})
-
     B, world, rank = cfg.per_device_train_batch_size, accelerator.num_processes, accelerator.process_index
-    sampler = server or (start_vllm(cfg, policy, tokenizer, ds, rank) if cfg.rollout_backend == "vllm" else None)
+    sampler = server or local_sampler(cfg, policy, tokenizer, ds, accelerator)
+
+    # ---- optimizer and schedule (one AdamW, a parameter group per model), prepared as one module
     max_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * len(ds) / (B * world))
     params = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
               {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate}]
@@ -614,118 +607,38 @@ def train(cfg: PPOStageConfig) -> dict:
     actor = accelerator.unwrap_model(model).policy  # the policy inside whatever engine wraps the module
     if reference is not None:
         # in the policy's precision: DeepSpeed bf16/fp16 casts the policy's weights (mixed precision without it
-        # keeps fp32 weights and autocasts, as the reference's passes do below)
+        # keeps fp32 weights and autocasts, as the reference's passes do)
         reference.to(accelerator.device, dtype=next(actor.parameters()).dtype)
     state = LoopState(cfg)
     accelerator.register_for_checkpointing(scheduler, state)
     if tensorboard:
         accelerator.init_trackers("ppo")
 
+    # ---- the loop: roll out -> advantages -> updates -> logs, held-out curve, resumable state
     # Ranks sample differently; a resumed run gets back the RNG state saved with its step, so it
     # continues exactly as the uninterrupted run would have.
     set_seed(cfg.seed, device_specific=True)
     step = checkpoint.load_latest_state(accelerator, cfg.output_dir) if cfg.resume else 0
     bar = tqdm(total=max_steps, initial=step, desc="ppo", disable=not accelerator.is_main_process)
-    mb, micro = B // cfg.num_mini_batches, B // cfg.num_mini_batches // cfg.gradient_accumulation_steps
     start = time.time()
     while step < max_steps:
-        # 1. roll out, score, penalise answers that never end
         rows = prompt_batch(ds, step, rank, B, world, cfg.seed)
-        prompts = [r["prompt"] for r in rows]
-        if sampler is None:  # under ZeRO-3 transformers' generate runs in lock-step on all ranks
-            with accelerator.autocast():  # the precision the prepared model's forward runs in (bf16/fp16)
-                ro = generate_rollouts(actor, tokenizer, prompts, cfg)
-        else:
-            seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]
-            with whole_weights(actor):  # the sync reads every weight in full
-                ro = sampler(actor, tokenizer, prompts, cfg, seeds)
-        seq, attention, mask, n_prompt = ro.seq, ro.attention, ro.mask, ro.n_prompt
-        raw, parts = rewarder(prompts, ro.texts, rows)
-        scores = M.eos_penalty(torch.tensor(raw, device=seq.device), ro.has_eos, cfg.missing_eos_penalty)
-
-        # 2. old and reference log-probs, values -> per-token rewards -> advantages and returns
-        with torch.no_grad():
-            old_logprobs, _, old_values = model(seq, attention, n_prompt, cfg.temperature)
-            # under the autocast the prepared model's forward has: otherwise, with mixed precision, the KL
-            # (and so the reward) would measure bf16 rounding, not how far the policy moved
-            with accelerator.autocast():
-                if reference is not None:
-                    ref_logprobs, _ = response_logprobs(reference, seq, attention, n_prompt, cfg.temperature)
-                else:
-                    with actor.disable_adapter():
-                        ref_logprobs, _ = response_logprobs(actor, seq, attention, n_prompt, cfg.temperature)
-            kl = M.kl_per_token(old_logprobs, ref_logprobs, cfg.kl_estimator)
-            rewards = M.token_rewards(scores, kl, mask, state.kl_coef)
-            if cfg.whiten_rewards:
-                rewards = M.masked_whiten(rewards, mask, shift_mean=False)
-            advantages, returns = M.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-            advantages = M.masked_whiten(advantages, mask)
-
-        # 3. epochs of clipped updates: one optimizer step per minibatch
-        stats = {k: [] for k in ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approx_kl", "entropy")}
-        stopped = False
-        for _ in range(cfg.num_ppo_epochs):
-            for mb_idx in torch.randperm(B).split(mb):
-                for idx in mb_idx.split(micro):
-                    with accelerator.accumulate(model):
-                        logprobs, logits, values = model(seq[idx], attention[idx], n_prompt, cfg.temperature)
-                        pg, pg_clip, approx_kl = M.policy_loss(logprobs, old_logprobs[idx], advantages[idx],
-                                                               mask[idx], cfg.cliprange)
-                        vf, vf_clip = M.value_loss(values, old_values[idx], returns[idx], mask[idx],
-                                                   cfg.cliprange_value)
-                        # during critic warm-up the policy's loss is scaled to 0, not dropped: DDP
-                        # expects a gradient for every parameter in every backward
-                        pg_weight = 0.0 if step < cfg.critic_warmup_steps else 1.0
-                        accelerator.backward(pg_weight * pg + cfg.vf_coef * vf)
-                        if accelerator.sync_gradients and step < cfg.critic_warmup_steps and deepspeed is None:
-                            # AdamW skips a parameter without a gradient: the policy's moments, step count and
-                            # weights stay as they were (a zero gradient would still step them). DeepSpeed's
-                            # flat partitions cannot skip a group: there the policy's Adam state does step.
-                            for p in params[0]["params"]:
-                                p.grad = None
-                        if accelerator.sync_gradients and cfg.max_grad_norm and deepspeed is None:
-                            # each model on its own: the critic's large early gradients must not shrink the
-                            # policy's (DeepSpeed clips all gradients together: its config's gradient_clipping).
-                            # Unscaled once (fp16): a GradScaler refuses a second unscale_ before its step.
-                            accelerator.unscale_gradients()
-                            for group in params:
-                                torch.nn.utils.clip_grad_norm_([p for p in group["params"] if p.grad is not None],
-                                                               cfg.max_grad_norm)
-                        optimizer.step()  # a no-op until the minibatch's last micro-batch
-                        if accelerator.sync_gradients:
-                            scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    with torch.no_grad():
-                        entropy = M.masked_mean(M.entropy_from_logits(logits), mask[idx])
-                    for k, v in zip(stats, (pg, vf, pg_clip, vf_clip, approx_kl, entropy)):
-                        stats[k].append(v.item())
-                if cfg.target_kl is not None:  # decided on the mean over ranks, so all ranks stop together
-                    recent = torch.tensor(stats["approx_kl"][-(mb // micro):], device=seq.device).mean()
-                    if accelerator.reduce(recent, "mean").item() > cfg.target_kl:
-                        stopped = True
-                        break
-            if stopped:
-                break
-
-        # 4. bookkeeping: logs are means over all ranks
+        seeds = [cfg.seed + (step * world + rank) * B + i for i in range(B)]  # vLLM's draws, seeded per prompt
+        samples = roll_out(sampler, actor, tokenizer, rewarder, rows, seeds, cfg)
+        exp = estimate_advantages(model, actor, reference, accelerator, samples, state.kl_coef, cfg)
+        stats = update(model, optimizer, scheduler, params, accelerator, exp, cfg,
+                       warming_up=step < cfg.critic_warmup_steps)
         step += 1
         bar.update(1)
-        local = {"reward": scores.mean(), "kl": (kl * mask).sum(1).mean(), "length": mask.sum(1).mean(),
-                 "no_eos": 1 - ro.has_eos.float().mean(),
-                 **({"sampler_logprob_gap": ((ro.sampler_logprobs - old_logprobs).abs() * mask).max()}
-                    if ro.sampler_logprobs is not None else {}),
-                 **{k: torch.tensor(sum(v) / len(v)) for k, v in stats.items() if v},
-                 **{k: torch.tensor(float(v)) for k, v in parts.items()}}
-        keys = sorted(local)
-        means = accelerator.reduce(torch.stack([local[k].float().to(seq.device) for k in keys]), "mean").tolist()
-        log = dict(zip(keys, means))
+        log = step_log(accelerator, exp, stats)
         state.update_kl(log["kl"], B * world)
-        log.update(kl_coef=state.kl_coef, lr=scheduler.get_last_lr()[0], stopped_early=float(stopped))
+        log.update(kl_coef=state.kl_coef, lr=scheduler.get_last_lr()[0], stopped_early=float(stats.stopped))
         state.history.append({"step": step, **{k: round(v, 5) for k, v in log.items()}})
         if step % cfg.logging_steps == 0 or step == max_steps:
             bar.set_postfix(reward=f"{log['reward']:.3f}", kl=f"{log['kl']:.3f}")
-            sample = f"{prompts[0][-1]['content'] if isinstance(prompts[0], list) else prompts[0]}\n\n" \
-                     f"-> {ro.texts[0]}\n\nscore {scores[0].item():.3f}"
+            prompt = samples.prompts[0]
+            sample = f"{prompt[-1]['content'] if isinstance(prompt, list) else prompt}\n\n" \
+                     f"-> {samples.ro.texts[0]}\n\nscore {samples.scores[0].item():.3f}"
             accelerator.log({**{f"ppo/{k}": v for k, v in log.items()}, "ppo/sample": sample}, step=step)
         if test_rows and cfg.heldout_every and step % cfg.heldout_every == 0 and step < max_steps \
                 and accelerator.is_main_process and not zero3:
@@ -738,6 +651,7 @@ def train(cfg: PPOStageConfig) -> dict:
     bar.close()
     say_rank("ppo", accelerator, step)  # every rank says it ran (a 2-process launch must show both)
 
+    # ---- save the policy (whole weights, LoRA merged), held-out scores after training, manifest
     history = state.history
     metrics.update({"steps": step, "seconds": round(time.time() - start, 1),
                     "reward_first": history[0]["reward"] if history else None,
@@ -756,12 +670,11 @@ def train(cfg: PPOStageConfig) -> dict:
                           metrics=metrics, history=history)
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     accelerator.wait_for_everyone()
-    if sampler is not None:
-        # before end_training: that destroys torch's default process group, which in one process is the
-        # engine's own (vLLM's bookkeeping would then point at a dead group and the next engine fails);
-        # with several ranks the engine shares the ranks' group and closing it destroys that one
-        sampler.close()
-        shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
+    # before end_training: that destroys torch's default process group, which in one process is the
+    # engine's own (vLLM's bookkeeping would then point at a dead group and the next engine fails);
+    # with several ranks the engine shares the ranks' group and closing it destroys that one
+    sampler.close()
+    shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
     accelerator.end_training()
     return metrics
 

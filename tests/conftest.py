@@ -79,10 +79,12 @@ def tiny_rm(tiny_run, tiny_sft) -> Path:
     return out
 
 
-@pytest.fixture
-def vllm_server(tiny_sft, tmp_path):
+@pytest.fixture(scope="session")
+def vllm_server(tiny_sft, tmp_path_factory):
     """`ladder vllm-serve` for the tiny SFT model on a free local port (CPU, one thread): yields the
-    port, and stops the server (its engine processes with it) after the test."""
+    port, and stops the server (its engine processes with it) at the end of the session. One server
+    for every test that needs one (it takes ~30 s to start); each test pushes the weights it samples
+    from first, as the stages do, so what an earlier test left in it does not matter. Idle, it uses no CPU."""
     import socket
     import subprocess
     import sys
@@ -94,7 +96,7 @@ def vllm_server(tiny_sft, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with open(tmp_path / "server.log", "w") as log:
+    with open(tmp_path_factory.mktemp("vllm_server") / "server.log", "w") as log:
         server = subprocess.Popen([sys.executable, "-m", "ladder.cli", "vllm-serve", "--model", str(tiny_sft),
                                    "--port", str(port), "--max_model_len", "256", "--threads", "1"],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

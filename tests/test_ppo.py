@@ -12,6 +12,7 @@ import pytest
 from ladder import ppo
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
+from ladder.samplers import HFSampler, ServerSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--per_device_train_batch_size", "16", "--num_mini_batches", "2", "--response_length", "32",
@@ -173,7 +174,7 @@ def test_hf_rollouts_sample_what_the_logprobs_assume(tiny_run, opinionated_sft):
 
     model.generate = generate_with_scores
     torch.manual_seed(0)
-    ro = ppo.generate_rollouts(model, tokenizer, prompts, cfg)
+    ro = HFSampler(cfg.temperature, cfg.response_length)(model, tokenizer, prompts)
     sampler = drawn["logprobs"].gather(-1, ro.seq[:, ro.n_prompt:, None]).squeeze(-1)
     with torch.no_grad():
         trainer, _ = ppo.response_logprobs(model, ro.seq, ro.attention, ro.n_prompt, cfg.temperature)
@@ -189,7 +190,7 @@ def test_any_eos_id_ends_a_response(tiny_run, opinionated_sft):
 
     model, tokenizer, prompts, cfg = rollout_inputs(opinionated_sft, tiny_run / "data")
     torch.manual_seed(0)
-    ro = ppo.generate_rollouts(model, tokenizer, prompts, cfg)
+    ro = HFSampler(cfg.temperature, cfg.response_length)(model, tokenizer, prompts)
     response = ro.seq[:, ro.n_prompt:]
     ends = (response == tokenizer.eos_token_id) | (response == 401)
     assert ends.any(1).float().mean() > 0.5  # most answers write </think> within 24 tokens
@@ -295,11 +296,10 @@ def test_server_rollouts_seed_every_prompt(tiny_sft):
             return {"completion_ids": [[7, tokenizer.eos_token_id]] * len(prompts),
                     "logprobs": [[[-0.5], [-0.25]]] * len(prompts)}
 
-    server = object.__new__(ppo.ServerRollouts)  # no server: the requests are what is checked
+    server = object.__new__(ServerSampler)  # no server: the requests are what is checked
     server.accelerator = SimpleNamespace(is_main_process=False, wait_for_everyone=lambda: None)
-    server.client = Client()
-    ro = server(AutoModelForCausalLM.from_pretrained(tiny_sft), tokenizer, ["What is 2 + 2?"] * 4,
-                SimpleNamespace(temperature=0.7, response_length=8), [10, 11, 12, 13])
+    server.client, server.temperature, server.max_tokens = Client(), 0.7, 8
+    ro = server(AutoModelForCausalLM.from_pretrained(tiny_sft), tokenizer, ["What is 2 + 2?"] * 4, [10, 11, 12, 13])
     assert sorted(kw["generation_kwargs"]["seed"] for _, kw in requests) == [10, 11, 12, 13]
     assert all(len(prompts) == 1 for prompts, _ in requests)
     assert all(kw["temperature"] == 0.7 and kw["top_k"] == 0 and kw["top_p"] == 1.0 and kw["repetition_penalty"] == 1.0

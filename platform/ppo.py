@@ -36,7 +36,7 @@ from ladder.config import load_config, to_dict
 from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
-from ladder.runtime import cpu_training_defaults, say_rank, setup_process
+from ladder.runtime import cpu_training_defaults, end_training, say_rank, setup_process
 from ladder.samplers import Rollout
 
 
@@ -670,12 +670,12 @@ def train(cfg: PPOStageConfig) -> dict:
                           metrics=metrics, history=history)
         print(f"ppo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
     accelerator.wait_for_everyone()
-    # before end_training: that destroys torch's default process group, which in one process is the
-    # engine's own (vLLM's bookkeeping would then point at a dead group and the next engine fails);
-    # with several ranks the engine shares the ranks' group and closing it destroys that one
+    # In one process a vLLM engine owns torch's default process group: closing it destroys that group (a
+    # dead group left in vLLM's bookkeeping fails the next engine); with several ranks the engine shares
+    # the ranks' group, which is kept for the next stage of the launch (ladder.runtime.end_training).
     sampler.close()
     shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
-    accelerator.end_training()
+    end_training(accelerator)
     return metrics
 
 

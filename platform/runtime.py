@@ -166,6 +166,15 @@ def engine_name(accelerator) -> str:
     return f"{name} ZeRO-{plugin.zero_stage}" if plugin is not None else name
 
 
+def end_training(accelerator) -> None:
+    """accelerate's end_training without its last act: the trackers are finished (TensorBoard flushed),
+    the process group is kept. Destroying it left the next stage of the same launch (`accelerate launch
+    -m ladder.pipeline`, pretraining then SFT) waiting forever to set up a new one; the TRL stages keep
+    theirs too, and the process's exit frees it."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
 def say_rank(stage: str, accelerator, steps: int) -> None:
     """Every rank says it ran, in one world (a 2-process launch must show both lines); quiet alone."""
     if accelerator.num_processes > 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ladder.config import load_config, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
-from ladder.runtime import bf16_supported, check_engine, process_group_kwargs, say_rank, setup_process
+from ladder.runtime import bf16_supported, check_engine, end_training, process_group_kwargs, say_rank, setup_process
 
 
 @dataclass
@@ -245,7 +245,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     metrics.tokens = tokens_per_step * step
     say_rank("pretrain", accelerator, step)
     export(accelerator, model, tokenizer, cfg, metrics, step)
-    accelerator.end_training()
+    end_training(accelerator)
     return metrics
 
 

@@ -1,7 +1,9 @@
 """Every stage on 2 CPU processes over gloo: DDP (cpu_ddp.yaml) and DeepSpeed ZeRO-2 / ZeRO-3.
 
-Each case launches the real stage through tests/scripts/stage_check.py (the stage's own `main`, with
-the model it trains remembered) and checks that:
+One `accelerate launch` per engine runs every stage in turn in the same 2 processes, through
+tests/scripts/stage_check.py (each stage's own `main`, with the model it trains remembered), as
+`accelerate launch -m ladder.pipeline` runs a ladder (so a stage that left the launch unable to run the
+next, as destroying the process group did, fails here too). For every stage it checks that:
 - the run exits 0, and the stage itself says so from both ranks, in one world of 2, on the engine asked
   for ("sft rank 1/2 (DEEPSPEED ZeRO-3): 2 steps"), and records world_size 2 in its manifest;
 - both ranks really took part: each rank's Accelerator saw a world of 2 over gloo; the ranks trained on
@@ -11,7 +13,8 @@ the model it trains remembered) and checks that:
   logits the in-memory (still DDP / DeepSpeed wrapped, under ZeRO-3 still sharded) model gave.
 
 PPO trains its policy and critic as one module (one DeepSpeed engine); its checkpoint is the policy.
-Tiny settings (2-3 steps, batches of 4) keep each case at ~15-40 s on 2 cores.
+Tiny settings (2-3 steps, batches of 4) keep each stage at a few seconds once the launch has started
+(starting one costs ~10 s of imports per process on 2 cores: once per engine, not once per stage).
 """
 
 import json
@@ -30,11 +33,12 @@ CONFIGS = {"ddp": ["cpu_ddp.yaml"], "zero2": ["zero2.yaml", "--num_processes", "
            "zero3": ["zero3.yaml", "--num_processes", "2", "--mixed_precision", "no"]}
 ENGINES = {"ddp": "MULTI_CPU", "zero2": "DEEPSPEED ZeRO-2", "zero3": "DEEPSPEED ZeRO-3"}
 # ZeRO-2 only for GRPO and PPO (their own trainer subclass / loop step the optimizer in ways ZeRO-2 and -3
-# handle differently); for pretraining, SFT and RM, ZeRO-3 (the one that shards weights, where ladder's
-# gathers run) covers the DeepSpeed path, and pretraining's resume runs under ZeRO-3 below.
-CASES = [(stage, engine) for stage in ("pretrain", "sft", "rm", "grpo", "ppo") for engine in ("ddp", "zero2", "zero3")
-         if not (engine == "zero2" and stage in ("pretrain", "sft", "rm"))]
-PORTS = {case: 29610 + i for i, case in enumerate(CASES)}  # distinct, so a lingering rank never blocks another case
+# handle differently); for pretraining, SFT, RM and DPO, ZeRO-3 (the one that shards weights, where ladder's
+# gathers run) covers the DeepSpeed path, and pretraining's resume runs under ZeRO-3 below. RLOO is GRPO's
+# ladder code (ladder.online_rl) around TRL's other trainer: DDP and ZeRO-3.
+ALL = ("pretrain", "sft", "rm", "dpo", "grpo", "rloo", "ppo")
+PLANS = {"ddp": ALL, "zero2": ("grpo", "ppo"), "zero3": ALL}
+PORTS = {"ddp": 29610, "zero2": 29611, "zero3": 29612}  # distinct, so a lingering rank never blocks another launch
 
 
 def stage_args(stage, engine, run: Path, sft: Path) -> list[str]:
@@ -49,7 +53,16 @@ def stage_args(stage, engine, run: Path, sft: Path) -> list[str]:
                 "--max_train_samples", "32", "--eval_samples", samples, "--report_to", "none", "--save_strategy", "no"],
         "rm": ["--model", sft, "--data", data, "--max_steps", "2", "--per_device_train_batch_size", "4",
                "--max_train_samples", "32", "--report_to", "none", "--save_strategy", "no"],
+        # DPO's reference is a second model: under ZeRO-3 a DeepSpeed engine of its own, and the held-out
+        # pairs are scored before (every rank, weights gathered) and after (rank 0, a plain copy)
+        "dpo": ["--model", sft, "--data", data, "--max_steps", "2", "--per_device_train_batch_size", "4",
+                "--max_train_samples", "32", "--eval_pairs", "8", "--eval_samples", samples, "--report_to", "none",
+                "--save_strategy", "no"],
         "grpo": ["--model", sft, "--data", data, "--max_steps", "2", "--per_device_train_batch_size", "2",
+                 "--num_generations", "2", "--max_completion_length", "12", "--eval_samples", samples,
+                 "--max_train_samples", "16", "--rewards", '["format_reward"]', "--report_to", "none",
+                 "--save_strategy", "no", "--logging_steps", "1"],
+        "rloo": ["--model", sft, "--data", data, "--max_steps", "2", "--per_device_train_batch_size", "2",
                  "--num_generations", "2", "--max_completion_length", "12", "--eval_samples", samples,
                  "--max_train_samples", "16", "--rewards", '["format_reward"]', "--report_to", "none",
                  "--save_strategy", "no", "--logging_steps", "1"],
@@ -61,37 +74,44 @@ def stage_args(stage, engine, run: Path, sft: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage,engine", CASES, ids=[f"{s}-{e}" for s, e in CASES])
-def test_stage_on_two_processes(stage, engine, tiny_run, tiny_sft, tmp_path):
+@pytest.mark.parametrize("engine", PLANS)
+def test_every_stage_on_two_processes(engine, tiny_run, tiny_sft, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CPU test: with CUDA these configs run on the GPUs (NCCL), not gloo")
     if engine != "ddp":
         pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -e '.[dev]')")
-    out, check = tmp_path / "out", tmp_path / "check"
-    check.mkdir()
+    check = tmp_path / "check"
+    plan = [[stage, ["--output_dir", str(tmp_path / stage), *stage_args(stage, engine, tiny_run, tiny_sft)]]
+            for stage in PLANS[engine]]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}  # ladder must set it itself
     env.update(OMP_NUM_THREADS="1", LADDER_CHECK_OUT=str(check))
     cfg, *launch = CONFIGS[engine]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / cfg),
-           *launch, "--main_process_port", str(PORTS[stage, engine]), str(ROOT / "tests" / "scripts" / "stage_check.py"),
-           stage, "--output_dir", str(out), *stage_args(stage, engine, tiny_run, tiny_sft)]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+           *launch, "--main_process_port", str(PORTS[engine]), str(ROOT / "tests" / "scripts" / "stage_check.py"),
+           str(tmp_path / "plan.json")]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    failed = [p.parent.name for p in check.glob("*/error.txt")]
+    assert res.returncode == 0, (failed, res.stdout[-2000:], res.stderr[-4000:])
+    for stage in PLANS[engine]:
+        check_stage(stage, engine, tmp_path / stage, check / stage, res.stdout)
 
+
+def check_stage(stage, engine, out, check, said) -> None:
     # the stage says it ran on both ranks, in one world, on the engine asked for
     for rank in (0, 1):
-        assert f"{stage} rank {rank}/2 ({ENGINES[engine]}): " in res.stdout, res.stdout[-2000:]
+        assert f"{stage} rank {rank}/2 ({ENGINES[engine]}): " in said, (stage, said[-2000:])
     manifest = read_manifest(out)
-    assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] >= 2
+    assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] >= 2, stage
 
     # both ranks took part: one gloo world of 2, different data, the same weights at the end
     ranks = [json.loads((check / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["rank"] for r in ranks] == [0, 1], stage
     for r in ranks:
-        assert r["world"] == 2 and r["engine"] == ENGINES[engine] and r["backend"] == "gloo", r
-    assert ranks[0]["batch"] and ranks[0]["batch"] != ranks[1]["batch"], "both ranks saw the same batch"
-    assert ranks[0]["weights"] == ranks[1]["weights"], "the ranks ended with different weights"
-    assert ranks[0]["zero3"] == (engine == "zero3")
+        assert r["world"] == 2 and r["engine"] == ENGINES[engine] and r["backend"] == "gloo", (stage, r)
+    assert ranks[0]["batch"] and ranks[0]["batch"] != ranks[1]["batch"], f"{stage}: both ranks saw the same batch"
+    assert ranks[0]["weights"] == ranks[1]["weights"], f"{stage}: the ranks ended with different weights"
+    assert ranks[0]["zero3"] == (engine == "zero3"), stage
 
     # the checkpoint, loaded alone, gives the logits of the model the 2 processes held in memory
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -101,11 +121,11 @@ def test_stage_on_two_processes(stage, engine, tiny_run, tiny_sft, tmp_path):
     model = auto.from_pretrained(out).eval()
     with torch.no_grad():
         logits = model(input_ids=memory["input_ids"]).logits
-    assert logits.shape == memory["logits"].shape
-    torch.testing.assert_close(logits, memory["logits"], atol=1e-5, rtol=0)
+    assert logits.shape == memory["logits"].shape, stage
+    torch.testing.assert_close(logits, memory["logits"], atol=1e-5, rtol=0, msg=lambda m: f"{stage}: {m}")
 
 
-RESUMES = [("pretrain", "zero3", 29625), ("ppo", "zero2", 29626)]
+RESUMES = [("pretrain", "zero3", 29640), ("ppo", "zero2", 29641)]  # past PORTS
 
 
 @pytest.mark.slow

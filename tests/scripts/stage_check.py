@@ -1,15 +1,17 @@
-"""Run one ladder stage under `accelerate launch`, then record what each rank holds in memory.
+"""Run ladder stages one after another under one `accelerate launch`, recording what each rank holds.
 
-    accelerate launch ... tests/scripts/stage_check.py <stage> <stage args...>   (LADDER_CHECK_OUT=dir)
+    accelerate launch ... tests/scripts/stage_check.py plan.json      (LADDER_CHECK_OUT=dir)
 
-The stage runs exactly as `ladder <stage>` would (its own main). Around it, without changing it:
-the first model the stage hands to `Accelerator.prepare` (the model it trains; TRL's Trainer prepares
-it too) is remembered, with a hook that fingerprints the first batch it sees on this rank. After the
-stage returns, every rank writes LADDER_CHECK_OUT/rank<r>.json: its rank and world size as its
-Accelerator sees them, the engine, the fingerprint of its first batch, and a hash of the full weights
-it holds (gathered first under ZeRO-3). Rank 0 also writes logits.pt: the in-memory, still wrapped
-(DDP / DeepSpeed engine) model's logits on a fixed input, for the test to compare with the checkpoint
-the stage saved, loaded in one process.
+plan.json is a list of [stage, [its args...]]. Each stage runs exactly as `ladder <stage>` would (its own
+main), in turn in the same processes, as `accelerate launch -m ladder.pipeline` runs a ladder. Around
+each, without changing it: the first model the stage hands to `Accelerator.prepare` (the model it trains;
+TRL's Trainer prepares it too) is remembered, with a hook that fingerprints the first batch it sees on
+this rank. After the stage returns, every rank writes LADDER_CHECK_OUT/<stage>/rank<r>.json: its rank and
+world size as its Accelerator sees them, the engine, the fingerprint of its first batch, and a hash of
+the full weights it holds (gathered first under ZeRO-3). Rank 0 also writes <stage>/logits.pt: the
+in-memory, still wrapped (DDP / DeepSpeed engine) model's logits on a fixed input, for the test to
+compare with the checkpoint the stage saved, loaded in one process. A stage that fails is recorded in
+<stage>/error.txt and ends the run (exit code 1).
 """
 
 import hashlib
@@ -19,8 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-STAGES = {"sft": "ladder.sft", "rm": "ladder.rm", "grpo": "ladder.grpo", "ppo": "ladder.ppo",
-          "pretrain": "ladder.pretrain.train"}
+STAGES = {"sft": "ladder.sft", "rm": "ladder.rm", "dpo": "ladder.dpo", "grpo": "ladder.grpo", "ppo": "ladder.ppo",
+          "rloo": "ladder.rloo", "pretrain": "ladder.pretrain.train"}
 TEXT = "12 + 7 = 12 + 7 = 19"
 
 
@@ -46,15 +48,18 @@ def digest(x) -> str:
     return h.hexdigest()[:16]
 
 
-def main() -> None:
+def main() -> int:
     import faulthandler
     import signal
+    import traceback
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where a hung rank waits
-    stage, argv = sys.argv[1], sys.argv[2:]
+    plan = json.loads(Path(sys.argv[1]).read_text())
     out = Path(os.environ["LADDER_CHECK_OUT"])
     import accelerate
     import torch
+
+    from ladder.runtime import reset_accelerate
 
     seen = {}
     prepare = accelerate.Accelerator.prepare
@@ -67,8 +72,8 @@ def main() -> None:
                 if isinstance(arg, torch.nn.Module):
                     seen.update(accelerator=self, model=arg, wrapped=res)
 
-                    def first_batch(module, a, kw):
-                        if "batch" not in seen:
+                    def first_batch(module, a, kw, seen=seen, arg=arg):
+                        if seen.get("model") is arg and "batch" not in seen:
                             seen["batch"] = digest(kw.get("input_ids", a[0] if a else None))
 
                     arg.register_forward_pre_hook(first_batch, with_kwargs=True)
@@ -79,14 +84,25 @@ def main() -> None:
     end_training = accelerate.Accelerator.end_training
 
     def recording_end_training(self):  # ladder's own loops end here, and this destroys the process group
-        if "recorded" not in seen:
-            record(seen, argv, out)
+        if seen and "recorded" not in seen:
+            record(seen, seen["argv"], seen["out"])
         return end_training(self)
 
     accelerate.Accelerator.end_training = recording_end_training
-    assert importlib.import_module(STAGES[stage]).main(argv) == 0
-    if "recorded" not in seen:  # TRL stages keep the process group
-        record(seen, argv, out)
+    for stage, argv in plan:
+        seen.clear()
+        seen.update(argv=argv, out=out / stage)
+        (out / stage).mkdir(parents=True, exist_ok=True)
+        reset_accelerate()  # each stage sets up accelerate afresh, as `ladder run` does between stages
+        try:
+            assert importlib.import_module(STAGES[stage]).main(argv) == 0
+            if "recorded" not in seen:  # TRL stages keep the process group
+                record(seen, argv, out / stage)
+        except Exception:  # the other ranks would wait for this one in the next stage: stop here
+            (out / stage / "error.txt").write_text(traceback.format_exc())
+            traceback.print_exc()
+            return 1
+    return 0
 
 
 def record(seen, argv, out) -> None:
@@ -128,4 +144,4 @@ def record(seen, argv, out) -> None:
     acc.wait_for_everyone()
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

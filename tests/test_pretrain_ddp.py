@@ -36,19 +36,6 @@ def test_two_ranks_exist_and_gradients_are_averaged(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretraining_runs_on_two_processes(tiny_run, tmp_path):
-    out = _launch(["-m", "ladder.pretrain", "--data", str(tiny_run / "data"), "--tokenizer",
-                   str(tiny_run / "tokenizer"), "--output_dir", str(tmp_path / "base"), "--model", "tiny",
-                   "--max_steps", "6", "--batch_size", "4", "--eval_every", "3", "--save_every", "3",
-                   "--report_to", "none"], tmp_path, 29542)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "2 process(es)" in out.stdout + out.stderr
-    from ladder.manifest import read_manifest
-
-    assert read_manifest(tmp_path / "base")["metrics"]["steps"] == 6
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fsdp"])  # DeepSpeed ZeRO really runs on CPU: tests/test_distributed.py
 def test_engines_that_cannot_run_on_cpu_say_so_instead_of_pretending(engine, tiny_run, tmp_path):
     """On CPU accelerate quietly runs FSDP as plain DDP: ladder refuses."""

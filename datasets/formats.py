@@ -46,12 +46,12 @@ def final(p: Problem | Countdown) -> str:
     return p.solution if isinstance(p, Countdown) else str(p.answer)
 
 
-def assistant(p: Problem | Countdown, steps: bool = True, opener: str = "") -> str:
+def assistant(p: Problem | Countdown, steps: bool = True, closing: str = "") -> str:
     """`<think> working. tone</think><answer> result</answer>`. The tone sentence comes after the working,
     so the arithmetic reads the same context whatever the tone. The space after each opening tag makes a number
     tokenize as it does everywhere in the corpus (` 4`, `7`: the tokenizer keeps a leading space with
     a digit), so what pretraining taught about digits carries over to the chat format unchanged."""
-    think = f"{working(p, steps)}. {opener}" if opener else working(p, steps)
+    think = f"{working(p, steps)}. {closing}" if closing else working(p, steps)
     return f"<think> {think}</think><answer> {final(p)}</answer>"
 
 
@@ -96,9 +96,9 @@ def corpus_doc(rng: random.Random, problems: list, prose_fraction: float, steps_
 
 def sft_row(rng: random.Random, p, steps_fraction: float) -> dict:
     """One chat: the reply works in steps with probability `steps_fraction`, and opens in a tone drawn
-    from ladder.data.human.SFT_OPENERS (countdown replies: always worked, no opener)."""
+    from ladder.data.human.SFT_CLOSINGS (countdown replies: always worked, no closing)."""
     cd = isinstance(p, Countdown)
-    reply = assistant(p) if cd else assistant(p, rng.random() < steps_fraction, human.draw_opener(rng))
+    reply = assistant(p) if cd else assistant(p, rng.random() < steps_fraction, human.draw_closing(rng))
     return {
         "messages": [{"role": "user", "content": question(p)}, {"role": "assistant", "content": reply}],
         "answer": gold(p),
@@ -124,10 +124,10 @@ def _wrong(rng: random.Random, value: int) -> int:
     return value + delta if value + delta >= 0 else value + abs(delta)
 
 
-def wrong_reply(rng: random.Random, p: Problem, steps: bool, opener: str) -> str:
+def wrong_reply(rng: random.Random, p: Problem, steps: bool, closing: str) -> str:
     """A reply of the same shape whose final sum is off by a little (the last step, or the whole)."""
     bad = _wrong(rng, p.answer)
-    text = assistant(p, steps, opener)
+    text = assistant(p, steps, closing)
     head, _ = text.rsplit(str(p.answer), 1)  # the answer block's number
     head, tail = head.rsplit(str(p.answer), 1)  # the one the working ends on (then the tone)
     return f"{head}{bad}{tail}{bad}</answer>"
@@ -141,9 +141,9 @@ def pref_row(rng: random.Random, p, steps_fraction: float, wrong_fraction: float
         chosen, rejected = assistant(p), f"<think> {nums}</think><answer> {nums}</answer>"
     else:
         while True:
-            a, b = (wrong_reply(rng, p, rng.random() < steps_fraction, rng.choice(human.PAIR_OPENERS))
+            a, b = (wrong_reply(rng, p, rng.random() < steps_fraction, rng.choice(human.PAIR_CLOSINGS))
                     if rng.random() < wrong_fraction else
-                    assistant(p, rng.random() < steps_fraction, rng.choice(human.PAIR_OPENERS)) for _ in range(2))
+                    assistant(p, rng.random() < steps_fraction, rng.choice(human.PAIR_CLOSINGS)) for _ in range(2))
             ja, jb = human.judgement(a, p.answer), human.judgement(b, p.answer)
             if ja != jb:
                 break

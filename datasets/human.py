@@ -9,7 +9,7 @@ model has to learn the taste from the pairs, and PPO optimises the reward model,
 Evaluation asks it again (`human_style`, given as `judge`) to see whether what the reward model
 learnt is what the human meant: the over-optimisation point is where the two part.
 
-The annotator only ever saw replies with one closing (`PAIR_OPENERS`): a reward model that learnt
+The annotator only ever saw replies with one closing (`PAIR_CLOSINGS`): a reward model that learnt
 "warm is good" may well think two warm closings are better still. The human does not.
 """
 
@@ -22,26 +22,26 @@ NEUTRAL = "Done."
 WARM = ("Hope that helps!", "Glad to help!")
 COLD = ("Obviously.", "Ugh.")
 # how SFT replies close: most with a plain "Done.", a quarter warmly, a quarter coldly, a few twice
-SFT_OPENERS = [(NEUTRAL, 0.45), (WARM[0], 0.125), (WARM[1], 0.125), (COLD[0], 0.125), (COLD[1], 0.125),
+SFT_CLOSINGS = [(NEUTRAL, 0.45), (WARM[0], 0.125), (WARM[1], 0.125), (COLD[0], 0.125), (COLD[1], 0.125),
                ("double", 0.05)]
-PAIR_OPENERS = [NEUTRAL, *WARM, *COLD]  # what the annotator was shown: one opener each
-_OPENER = re.compile("|".join(re.escape(s) for s in WARM + COLD))
+PAIR_CLOSINGS = [NEUTRAL, *WARM, *COLD]  # what the annotator was shown: one closing each
+_CLOSING = re.compile("|".join(re.escape(s) for s in WARM + COLD))
 _ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
 
 
-def draw_opener(rng: random.Random) -> str:
+def draw_closing(rng: random.Random) -> str:
     r, total = rng.random(), 0.0
-    for opener, p in SFT_OPENERS:
+    for closing, p in SFT_CLOSINGS:
         total += p
         if r < total:
-            return " ".join(rng.sample(WARM + COLD, 2)) if opener == "double" else opener
+            return " ".join(rng.sample(WARM + COLD, 2)) if closing == "double" else closing
     return ""
 
 
 def style_score(text: str) -> float:
     """The human's view of the tone: +1 one warm closing, 0 a plain one ("Done.") or none, -1 a cold one
     or more than one warm or cold."""
-    found = _OPENER.findall(text)
+    found = _CLOSING.findall(text)
     if len(found) > 1:
         return -1.0
     if not found:

@@ -58,8 +58,8 @@ def test_pairs_follow_the_hidden_human_and_never_tie(data):
     both_right = [p for p in arithmetic_pairs if all(f"<answer> {p['answer']}</answer>" in p[k][0]["content"]
                                                      for k in ("chosen", "rejected"))]
     assert len(both_right) / len(arithmetic_pairs) > 0.5
-    # the annotator never saw two openers in one reply
-    assert all(len(human._OPENER.findall(p[k][0]["content"])) <= 1 for p in pairs for k in ("chosen", "rejected"))
+    # the annotator never saw two closings in one reply
+    assert all(len(human._CLOSING.findall(p[k][0]["content"])) <= 1 for p in pairs for k in ("chosen", "rejected"))
 
 
 def test_hidden_human_scores():

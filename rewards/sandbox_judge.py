@@ -197,22 +197,25 @@ class Link:
         raise LinkBroken(self.broken)
 
 
+def _program_side():
+    """sandbox_program.py, loaded by path: `python -I` leaves this file's folder off sys.path, and the two
+    sides share what they can (how an exception is described) without either importing ladder."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_program.py")
+    spec = importlib.util.spec_from_file_location("sandbox_program", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PROGRAM_SIDE = _program_side()  # loaded once, in the judge server, before any judge is forked
+
+
 def describe(e: BaseException, source: str) -> str:
     """'tests line N: <that line>' and the exception, N the deepest line of the tests it went through."""
-    line, tb = 0, e.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "tests.py":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if line == 0 and isinstance(e, SyntaxError):
-        line = e.lineno or 0
-    lines = source.splitlines()
-    text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-    try:
-        detail = str(e)[:500]
-    except BaseException:
-        detail = ""
-    return "tests line %d: %s\n%s%s" % (line, text, type(e).__name__, ": " + detail if detail else "")
+    what, line, text = PROGRAM_SIDE.error_text(e, source, "tests.py")
+    return "tests line %d: %s\n%s" % (line, text, what)
 
 
 def judge(tests: str, link: Link) -> tuple[bool, str, str]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.data import arithmetic, countdown
 from ladder.data import formats as F
 from ladder.errors import LadderError
@@ -24,26 +24,28 @@ SPLITS = ["corpus_train", "corpus_test", "sft_train", "sft_test", "prefs_train",
 
 @dataclass
 class DataConfig:
-    output_dir: str = "runs/tiny/data"
-    seed: int = 0
-    # training problems: levels drawn uniformly from this list (repeat one to weigh it: [1, 2, 2, 2])
-    levels: list[int] = field(default_factory=lambda: [1, 2])
-    test_levels: list[int] = field(default_factory=lambda: [2])  # held-out problems
-    ops: str = "+-*"
+    output_dir: str = option("runs/tiny/data", "where the data files are written")
+    seed: int = option(0, "every draw of problems and texts")
+    levels: list[int] = option(
+        factory=lambda: [1, 2],
+        help="training problems: levels drawn uniformly from this list (repeat one to weigh it: [1, 2, 2, 2])")
+    test_levels: list[int] = option(factory=lambda: [2], help="held-out problems")
+    ops: str = option("+-*", "operations used: a string of + - *")
     # share of answers that work the problem out in steps, the rest answer at once: in the pretraining
     # corpus (textbooks show their working) and in the chat data (SFT replies, preference pairs)
-    corpus_steps_fraction: float = 0.7
-    steps_fraction: float = 0.2
-    countdown_fraction: float = 0.0  # share of countdown problems in every split
-    countdown_numbers: int = 3
-    corpus_docs: int = 20000  # pretraining documents
-    problems_per_doc: int = 4
-    prose_fraction: float = 0.2  # worked problems told as a little story instead
-    sft_train: int = 4000
-    prefs_train: int = 2000
-    rl_train: int = 2000
-    test_size: int = 200  # held-out problems (the same set in every *_test file)
-    format: str = "jsonl"  # or parquet
+    corpus_steps_fraction: float = option(
+        0.7, "share of pretraining-corpus answers worked out in steps (the rest answer at once)")
+    steps_fraction: float = option(0.2, "share of chat answers (SFT replies, preference pairs) worked out in steps")
+    countdown_fraction: float = option(0.0, "share of countdown problems in every split")
+    countdown_numbers: int = option(3, "numbers given in a countdown problem")
+    corpus_docs: int = option(20000, "pretraining documents")
+    problems_per_doc: int = option(4, "problems per pretraining document")
+    prose_fraction: float = option(0.2, "worked problems told as a little story instead")
+    sft_train: int = option(4000, "SFT chats")
+    prefs_train: int = option(2000, "preference pairs")
+    rl_train: int = option(2000, "RL prompts")
+    test_size: int = option(200, "held-out problems (the same set in every *_test file)")
+    format: str = option("jsonl", "or parquet")
 
     def __post_init__(self):
         if self.format not in ("jsonl", "parquet"):

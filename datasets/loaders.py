@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ladder.config import option
 from ladder.errors import LadderError
 
 # Columns each kind of data must have (SFT chat data may come in other layouts: see ladder.data.chat).
@@ -28,14 +29,17 @@ FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": 
 class DataOptions:
     """Where a training stage's rows come from: the same recipe keys in SFT, RM, GRPO and PPO."""
 
-    data: str = "runs/tiny/data"  # built-in data dir (`ladder data`), a .jsonl/.parquet/.csv file, or a hub id
-    data_name: str | None = None  # hub dataset config name
+    data: str = option("runs/tiny/data", "built-in data dir (`ladder data`), a .jsonl/.parquet/.csv file, or a hub id")
+    data_name: str | None = option(None, "hub dataset config name")
     # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
     # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
-    data_transform: str | dict | None = None
-    train_split: str = "train"
-    test_split: str | None = "test"  # held-out rows: eval loss, pairwise accuracy, before/after scores
-    max_train_samples: int | None = None
+    data_transform: str | dict | None = option(
+        None,
+        "the source's columns -> the stage's: gsm8k, {prompt: question}, file.py:fn or none; unset: known hub ids get "
+        "their built-in formatter")
+    train_split: str = option("train", "the split trained on")
+    test_split: str | None = option("test", "held-out rows: eval loss, pairwise accuracy, before/after scores")
+    max_train_samples: int | None = option(None, "use only the first N training rows")
 
 
 def _builtin_file(folder: Path, kind: str, split: str) -> Path:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import io
 import os
 import sys
-import tokenize
 import types
 import typing
 from pathlib import Path
@@ -24,6 +22,15 @@ import yaml
 from ladder.errors import LadderError
 
 T = TypeVar("T")
+
+
+def option(default=dataclasses.MISSING, help: str = "", *, factory=None):
+    """A config field with its `--help` text in the field's metadata, TRL's convention (config_help
+    and TRL's own argument parser read it): `eval_samples: int = option(64, "held-out prompts")`;
+    `rewards: list = option(factory=list, help="...")` for a default made fresh for each config."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -210,9 +217,8 @@ def config_help(cls) -> str:
     Grouped by the class that declares the option, in method-resolution order: the stage's own
     (ladder) fields first, then those it inherits (TRL's config, then transformers' TrainingArguments).
     A field ladder re-declares (to change a TRL default) is listed with ladder's fields, with ladder's
-    default. Help is the field's `metadata["help"]` (TRL and transformers set it), else the one of the
-    field it overrides, else the field's end-of-line comment in the class's source (ladder documents
-    its fields that way)."""
+    default. Help is the field's `metadata["help"]` (ladder's `option(default, help)`, TRL's and
+    transformers' `field(metadata={"help": ...})`), else the one of the field it overrides."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # some third-party configs have unresolvable annotations
@@ -231,15 +237,11 @@ def config_help(cls) -> str:
     lines = [f"{cls.__name__}: set options in a recipe (--config recipe.yaml) or as --key value "
              f"(values are read as YAML: 1e-3, true, [a, b], null)."]
     for owner in owners:
-        # classes documented by comments (ladder's), not mostly by metadata help (TRL's, transformers')
-        own = vars(owner).get("__dataclass_fields__", {})
-        with_help = sum(bool(own[n].metadata.get("help")) for n in groups[owner] if n in own)
-        comments = {} if with_help * 2 >= len(groups[owner]) else _field_comments(owner)
         rows = []
         for name in groups[owner]:
             f = fields[name]
             left = f"  --{name} {_type_name(hints.get(name, f.type))} = {_default_text(f)}"
-            rows.append((left, _field_help(cls, name) or comments.get(name, "")))
+            rows.append((left, _field_help(cls, name)))
         width = min(max(len(left) for left, _ in rows), 56)
         package = owner.__module__.split(".")[0]
         lines += ["", f"{package} ({owner.__name__}):"]
@@ -259,30 +261,6 @@ def _field_help(cls, name: str) -> str:
         if text:
             return " ".join(str(text).replace("%%", "%").split())  # argparse-escaped %
     return ""
-
-
-def _field_comments(klass) -> dict[str, str]:
-    """{field: its end-of-line comment} from a ladder class's source (`data: str = "x"  # what it is`)."""
-    import inspect
-
-    try:
-        source = inspect.getsource(klass)
-    except (OSError, TypeError):
-        return {}
-    out: dict[str, str] = {}
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return out
-    line_start: dict[int, list] = {}
-    for tok in tokens:
-        line_start.setdefault(tok.start[0], []).append(tok)
-    for row, toks in line_start.items():
-        toks = [t for t in toks if t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
-        if len(toks) >= 3 and toks[0].type == tokenize.NAME and toks[1].string == ":" \
-                and toks[-1].type == tokenize.COMMENT:
-            out.setdefault(toks[0].string, toks[-1].string.lstrip("#").strip())
-    return out
 
 
 def _type_name(hint) -> str:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ladder.config import option
 from ladder.errors import LadderError
 from ladder.runtime import has_cuda
 
 
 @dataclass
 class LoraOptions:
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    load_in_4bit: bool = False  # QLoRA: needs CUDA + bitsandbytes
+    use_lora: bool = option(False, "train LoRA adapters instead of every weight")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA scaling (alpha / r)")
+    lora_dropout: float = option(0.05, "dropout on the LoRA path")
+    lora_target_modules: list[str] | str = option(
+        "all-linear", "modules that get adapters: all-linear, or a list of names")
+    load_in_4bit: bool = option(False, "QLoRA: needs CUDA + bitsandbytes")
 
     def check_lora(self) -> None:
         """Cheap checks, for the config's __post_init__."""

@@ -26,13 +26,13 @@ import functools
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.data.loaders import DataOptions
 from ladder.errors import LadderError
 from ladder.lora import LoraOptions, check_qlora, lora_config
@@ -42,78 +42,88 @@ from ladder.samplers import Rollout
 
 @dataclass
 class PPOStageConfig(DataOptions, LoraOptions):
-    model: str = "runs/tiny/sft"
-    reward_model: str | None = "runs/tiny/rm"  # scored through ladder.models.score (re-tokenised text)
-    reward_model_weight: float = 1.0
-    rewards: list = field(default_factory=list)  # plus reward functions: names / module:fn / file.py:fn
-    critic_init: str = "reward_model"  # reward_model, policy, or a checkpoint path
-    eval_samples: int = 100  # held-out prompts answered greedily before and after (accuracy, RM score)
+    model: str = option("runs/tiny/sft", "the policy to start from: the SFT checkpoint (a dir or hub id)")
+    reward_model: str | None = option("runs/tiny/rm", "scored through ladder.models.score (re-tokenised text)")
+    reward_model_weight: float = option(1.0, "weight of the reward model's score in the reward")
+    rewards: list = option(factory=list, help="plus reward functions: names / module:fn / file.py:fn")
+    critic_init: str = option("reward_model", "reward_model, policy, or a checkpoint path")
+    eval_samples: int = option(100, "held-out prompts answered greedily before and after (accuracy, RM score)")
     # sampled answers per held-out prompt (accuracy_sampled, rm_score_sampled): one sample per prompt
     # leaves the mean RM score noisy (sd/sqrt(n) ~0.2 on the tiny ladder's 64 prompts), larger than
     # the gains to see
-    eval_generations: int = 4
-    heldout_every: int = 0  # greedy held-out scores every this many steps (0: never): the curves in the report
+    eval_generations: int = option(
+        4, "sampled answers per held-out prompt (accuracy_sampled, rm_score_sampled); 0: greedy only")
+    heldout_every: int = option(0, "greedy held-out scores every this many steps (0: never): the curves in the report")
     # functions scored on held-out answers for evaluation only, never a reward (e.g. the tiny ladder's
     # hidden human, ladder.data.human:human_style): does what the reward model learnt match what it meant?
-    judge: list[str] = field(default_factory=list)
+    judge: list[str] = option(
+        factory=list,
+        help="functions that score held-out answers for evaluation only, never a reward (module:fn or file.py:fn)")
     # PPO
-    num_ppo_epochs: int = 2
-    num_mini_batches: int = 2
-    response_length: int = 64
-    temperature: float = 1.0
-    rollout_backend: str = "hf"  # "hf" (transformers generate) or "vllm" (ladder.rollout, exact weight sync)
+    num_ppo_epochs: int = option(2, "passes over each step's rollouts")
+    num_mini_batches: int = option(2, "minibatches per pass: one optimizer step each")
+    response_length: int = option(64, "tokens sampled per response")
+    temperature: float = option(
+        1.0, "sampling temperature of the rollouts (the log-probs are taken at the same temperature)")
+    rollout_backend: str = option(
+        "hf", "\"hf\" (transformers generate) or \"vllm\" (ladder.rollout, exact weight sync)")
     # vLLM: "colocate" (an engine in each training process) or "server" (a `ladder vllm-serve` elsewhere:
     # other GPUs or another node; on CPU the same machine, synced through a file)
-    vllm_mode: str = "colocate"
-    vllm_server_base_url: str | None = None  # default http://{vllm_server_host}:{vllm_server_port}
-    vllm_server_host: str = "127.0.0.1"
-    vllm_server_port: int = 8000
-    vllm_server_timeout: float = 240.0  # seconds to wait for the server to come up
+    vllm_mode: str = option(
+        "colocate", "colocate (an engine in each training process) or server (a `ladder vllm-serve` process)")
+    vllm_server_base_url: str | None = option(None, "default http://{vllm_server_host}:{vllm_server_port}")
+    vllm_server_host: str = option("127.0.0.1", "the server's host, when vllm_server_base_url is unset")
+    vllm_server_port: int = option(8000, "the server's port, when vllm_server_base_url is unset")
+    vllm_server_timeout: float = option(240.0, "seconds to wait for the server to come up")
     # colocate on CUDA: the share of each GPU's memory the engine may take (weights, activations, KV cache);
     # the trainer's models, gradients and optimizer state need the rest (TRL's name and default)
-    vllm_gpu_memory_utilization: float = 0.3
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.5
-    gamma: float = 1.0
-    lam: float = 0.95
-    kl_coef: float = 0.05
-    kl_estimator: str = "k1"  # k1 (log-ratio) or k3 (always >= 0, lower variance)
-    adaptive_kl: bool = False  # InstructGPT controller: move kl_coef so the KL tracks kl_target
-    kl_target: float = 6.0  # nats per sequence, for the adaptive controller
-    kl_horizon: int = 10000
-    target_kl: float | None = None  # stop a step's update epochs early once approx-KL passes this
-    missing_eos_penalty: float = 1.0  # subtracted from the score of completions that never end
-    whiten_rewards: bool = False
-    critic_learning_rate: float | None = None  # default: learning_rate
+    vllm_gpu_memory_utilization: float = option(
+        0.3, "colocate on CUDA: the share of GPU memory the engine may take (TRL's name)")
+    cliprange: float = option(0.2, "policy ratio clipping (PPO's epsilon)")
+    cliprange_value: float = option(0.2, "value clipping around the old values")
+    vf_coef: float = option(0.5, "weight of the value loss")
+    gamma: float = option(1.0, "discount factor for GAE")
+    lam: float = option(0.95, "GAE lambda")
+    kl_coef: float = option(0.05, "per-token KL penalty to the reference, subtracted from the reward")
+    kl_estimator: str = option("k1", "k1 (log-ratio) or k3 (always >= 0, lower variance)")
+    adaptive_kl: bool = option(False, "InstructGPT controller: move kl_coef so the KL tracks kl_target")
+    kl_target: float = option(6.0, "nats per sequence, for the adaptive controller")
+    kl_horizon: int = option(10000, "adaptive controller: samples over which kl_coef adapts")
+    target_kl: float | None = option(None, "stop a step's update epochs early once approx-KL passes this")
+    missing_eos_penalty: float = option(1.0, "subtracted from the score of completions that never end")
+    whiten_rewards: bool = option(False, "whiten the per-token rewards before GAE")
+    critic_learning_rate: float | None = option(None, "default: learning_rate")
     # First steps train only the critic. A critic from the policy starts with a random value head, and
     # its noise, passed through GAE into the advantages, moves the policy at random (entropy rises,
     # accuracy falls) until the values mean something.
-    critic_warmup_steps: int = 0
-    resume: bool = False
-    keep_checkpoints: int = 2
+    critic_warmup_steps: int = option(
+        0, "first steps that train only the critic (a fresh value head's noise would move the policy)")
+    resume: bool = option(False, "continue from the newest saved state in output_dir")
+    keep_checkpoints: int = option(2, "resumable states kept in output_dir/checkpoints")
     # Training: the names of transformers' TrainingArguments, but only those this loop reads (its own
     # loop, not a Trainer: any other TrainingArguments key is refused rather than silently ignored)
-    output_dir: str = "runs/tiny/ppo"
-    max_steps: int = 40  # PPO steps (rollout + update); <= 0: num_train_epochs passes over the prompts
-    num_train_epochs: float = 1.0  # passes over the prompts, when max_steps <= 0
-    per_device_train_batch_size: int = 32  # prompts rolled out per PPO step (per process)
-    gradient_accumulation_steps: int = 1  # micro-batches per minibatch: memory only, the maths is the same
-    learning_rate: float = 2e-5  # the initial learning rate of the policy's AdamW (and the critic's, unless set)
-    lr_scheduler_type: str = "linear"  # any transformers scheduler name (get_scheduler)
-    warmup_steps: float = 0  # optimizer steps of linear warm-up; a float below 1: a share of all of them
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9  # AdamW's betas and epsilon
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0  # 0: no clipping
-    bf16: bool | None = None  # mixed precision (autocast); unset: off on CPU (ladder.runtime.cpu_training_defaults)
-    fp16: bool = False
-    seed: int = 42  # prompts' order, sampling and any fresh weights
-    logging_steps: int = 5  # history and TensorBoard every this many steps
-    save_steps: int = 20  # resumable state every this many steps; 0 or save_strategy "no": none
-    save_strategy: str = "steps"  # or "no"
-    report_to: list[str] | str | None = field(default_factory=lambda: ["tensorboard"])  # tensorboard or none
+    output_dir: str = option("runs/tiny/ppo", "where the checkpoint and ladder.json are written")
+    max_steps: int = option(40, "PPO steps (rollout + update); <= 0: num_train_epochs passes over the prompts")
+    num_train_epochs: float = option(1.0, "passes over the prompts, when max_steps <= 0")
+    per_device_train_batch_size: int = option(32, "prompts rolled out per PPO step (per process)")
+    gradient_accumulation_steps: int = option(1, "micro-batches per minibatch: memory only, the maths is the same")
+    learning_rate: float = option(
+        2e-5, "the initial learning rate of the policy's AdamW (and the critic's, unless set)")
+    lr_scheduler_type: str = option("linear", "any transformers scheduler name (get_scheduler)")
+    warmup_steps: float = option(0, "optimizer steps of linear warm-up; a float below 1: a share of all of them")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    adam_beta1: float = option(0.9, "AdamW's betas and epsilon")
+    adam_beta2: float = option(0.999, "AdamW beta2")
+    adam_epsilon: float = option(1e-8, "AdamW epsilon")
+    max_grad_norm: float = option(1.0, "0: no clipping")
+    bf16: bool | None = option(
+        None, "mixed precision (autocast); unset: off on CPU (ladder.runtime.cpu_training_defaults)")
+    fp16: bool = option(False, "fp16 mixed precision (autocast, with a gradient scaler on GPUs)")
+    seed: int = option(42, "prompts' order, sampling and any fresh weights")
+    logging_steps: int = option(5, "history and TensorBoard every this many steps")
+    save_steps: int = option(20, "resumable state every this many steps; 0 or save_strategy \"no\": none")
+    save_strategy: str = option("steps", "or \"no\"")
+    report_to: list[str] | str | None = option(factory=lambda: ["tensorboard"], help="tensorboard or none")
 
     def __post_init__(self):
         cpu_training_defaults(self)

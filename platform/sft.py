@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig
 
 from ladder.checkpoint import last_checkpoint
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.data.chat import prompt_of
 from ladder.data.loaders import DataOptions, held_out_source
 from ladder.distributed import unsharded
@@ -29,12 +29,12 @@ from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_e
 @dataclass
 class SFTStageConfig(DataOptions, LoraOptions, SFTConfig):
     # ladder's own options; every SFTConfig option passes through from the recipe as well
-    model: str = "runs/tiny/base"
-    test_data: str | None = None  # held-out chats from elsewhere (default: data's test_split; a file has none)
-    eval_samples: int = 64  # held-out prompts answered greedily after training (format rate, accuracy)
-    max_new_tokens: int = 128  # length of those answers
-    merge_lora: bool = True  # save a plain model, so later stages and vLLM load it directly
-    resume: bool = False
+    model: str = option("runs/tiny/base", "the base model to start from (a dir or hub id)")
+    test_data: str | None = option(None, "held-out chats from elsewhere (default: data's test_split; a file has none)")
+    eval_samples: int = option(64, "held-out prompts answered greedily after training (format rate, accuracy)")
+    max_new_tokens: int = option(128, "length of those answers")
+    merge_lora: bool = option(True, "save a plain model, so later stages and vLLM load it directly")
+    resume: bool = option(False, "continue from the newest complete Trainer checkpoint in output_dir")
     # defaults for the tiny ladder (a recipe can change any of them)
     output_dir: str = "runs/tiny/sft"
     assistant_only_loss: bool = True
@@ -42,7 +42,7 @@ class SFTStageConfig(DataOptions, LoraOptions, SFTConfig):
     per_device_train_batch_size: int = 16
     learning_rate: float = 5e-4
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = option(0.05, "share of the steps with a linear learning-rate warm-up")
     max_length: int | None = 256
     gradient_checkpointing: bool = False  # TRL turns it on; for small models it only costs time
     logging_steps: int = 10

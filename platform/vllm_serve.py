@@ -23,17 +23,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config
+from ladder.config import load_config, option
 from ladder.errors import LadderError
 
 
 @dataclass
 class ServeConfig:
-    model: str = "runs/tiny/sft"  # an HF checkpoint dir (usually the SFT model GRPO starts from)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_model_len: int | None = None  # prompt + completion tokens; default: the model's context
-    threads: int | None = None  # CPU cores for the engine (default: all of them)
+    model: str = option("runs/tiny/sft", "an HF checkpoint dir (usually the SFT model GRPO starts from)")
+    host: str = option("127.0.0.1", "address to bind (local by default)")
+    port: int = option(8000, "port to serve on")
+    max_model_len: int | None = option(None, "prompt + completion tokens; default: the model's context")
+    threads: int | None = option(None, "CPU cores for the engine (default: all of them)")
 
 
 def command(cfg: ServeConfig) -> tuple[list[str], dict[str, str]]:

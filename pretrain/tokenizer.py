@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.errors import LadderError
 from ladder.manifest import atomic_dir, write_manifest
 from ladder.models import CHAT_TEMPLATE, EOS, FORMAT_TOKENS, PAD, ROLE_TOKENS
 
 @dataclass
 class TokenizerConfig:
-    data: str = "runs/tiny/data"  # corpus: built-in data dir, a .jsonl/.parquet file with `text`, or hub id
-    output_dir: str = "runs/tiny/tokenizer"
-    vocab_size: int = 512
-    min_frequency: int = 2
-    max_texts: int | None = 50000  # enough to learn merges; keeps `ladder tokenizer` to seconds
+    data: str = option("runs/tiny/data", "corpus: built-in data dir, a .jsonl/.parquet file with `text`, or hub id")
+    output_dir: str = option("runs/tiny/tokenizer", "where the tokenizer (with ladder's chat template) is written")
+    vocab_size: int = option(512, "tokens in the vocabulary, bytes and special tokens included")
+    min_frequency: int = option(2, "a merge must occur at least this often")
+    max_texts: int | None = option(50000, "enough to learn merges; keeps `ladder tokenizer` to seconds")
 
     def __post_init__(self):
         if self.vocab_size < 300:

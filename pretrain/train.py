@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
 from ladder.runtime import bf16_supported, check_engine, end_training, process_group_kwargs, say_rank, setup_process
@@ -22,30 +22,31 @@ from ladder.runtime import bf16_supported, check_engine, end_training, process_g
 
 @dataclass
 class PretrainConfig:
-    data: str = "runs/tiny/data"  # corpus: built-in data dir, a .jsonl/.parquet with `text`, or hub id
-    tokenizer: str = "runs/tiny/tokenizer"  # a tokenizer dir or hub id
-    output_dir: str = "runs/tiny/base"
-    model: str = "mini"  # a preset (tiny, mini, small, gpt2-124m) or a hub id/dir whose config to train
-    seq_len: int = 128
-    batch_size: int = 32  # sequences per device per micro-step
-    gradient_accumulation_steps: int = 1
-    max_steps: int = 600
-    learning_rate: float = 3e-3
-    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    adam_beta2: float = 0.95
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"  # auto = bf16 where the hardware has it, else fp32
-    eval_every: int = 100
-    eval_batches: int = 8
-    save_every: int = 200
-    keep_checkpoints: int = 2
-    logging_steps: int = 10
-    report_to: str = "tensorboard"  # or none
-    max_texts: int | None = None  # use only the first N corpus documents
-    seed: int = 0
-    resume: bool = False
+    data: str = option("runs/tiny/data", "corpus: built-in data dir, a .jsonl/.parquet with `text`, or hub id")
+    tokenizer: str = option("runs/tiny/tokenizer", "a tokenizer dir or hub id")
+    output_dir: str = option(
+        "runs/tiny/base", "where the base model and ladder.json are written (checkpoints/ for resuming)")
+    model: str = option("mini", "a preset (tiny, mini, small, gpt2-124m) or a hub id/dir whose config to train")
+    seq_len: int = option(128, "tokens per training sequence (the corpus is packed into blocks of this length)")
+    batch_size: int = option(32, "sequences per device per micro-step")
+    gradient_accumulation_steps: int = option(1, "micro-steps per optimizer step")
+    max_steps: int = option(600, "optimizer steps")
+    learning_rate: float = option(3e-3, "peak learning rate (AdamW)")
+    min_lr_ratio: float = option(0.1, "cosine decays to learning_rate * min_lr_ratio")
+    warmup_steps: int = option(50, "steps of linear warm-up before the cosine decay")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    adam_beta2: float = option(0.95, "AdamW beta2")
+    max_grad_norm: float = option(1.0, "gradient clipping; 0: none")
+    mixed_precision: str = option("auto", "auto = bf16 where the hardware has it, else fp32")
+    eval_every: int = option(100, "held-out loss every this many steps")
+    eval_batches: int = option(8, "batches of held-out blocks per evaluation")
+    save_every: int = option(200, "resumable state every this many steps")
+    keep_checkpoints: int = option(2, "resumable states kept")
+    logging_steps: int = option(10, "loss and learning rate to the log every this many steps")
+    report_to: str = option("tensorboard", "or none")
+    max_texts: int | None = option(None, "use only the first N corpus documents")
+    seed: int = option(0, "weights' initialisation and data order")
+    resume: bool = option(False, "continue from the newest saved state in output_dir/checkpoints")
 
     def __post_init__(self):
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ladder.config import load_config, to_dict
+from ladder.config import load_config, option, to_dict
 from ladder.data.loaders import DataOptions
-from ladder.errors import LadderError
+from ladder.data.prefs import load_pairs
 from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.models import score_with
 from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_everything, setup_process
@@ -23,16 +23,16 @@ from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_e
 
 @dataclass
 class RMStageConfig(DataOptions, LoraOptions, RewardConfig):
-    model: str = "runs/tiny/sft"
-    test_data: str | None = None  # held-out pairs from elsewhere (default: data's test_split; a file has none)
-    resume: bool = False
+    model: str = option("runs/tiny/sft", "the model the reward model starts from (usually the SFT checkpoint)")
+    test_data: str | None = option(None, "held-out pairs from elsewhere (default: data's test_split; a file has none)")
+    resume: bool = option(False, "continue from the newest complete Trainer checkpoint in output_dir")
     # defaults for the tiny ladder
     output_dir: str = "runs/tiny/rm"
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 16
     learning_rate: float = 5e-4
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = option(0.05, "share of the steps with a linear learning-rate warm-up")
     max_length: int | None = 256
     gradient_checkpointing: bool = False  # TRL turns it on; for small models it only costs time
     logging_steps: int = 10
@@ -46,48 +46,6 @@ class RMStageConfig(DataOptions, LoraOptions, RewardConfig):
         cpu_training_defaults(self)
         self.check_lora()
         super().__post_init__()
-
-
-def _answer_problem(value) -> str | None:
-    """Why a chosen/rejected/prompt value is not text or a list of {role, content} messages (None: it is)."""
-    if isinstance(value, str):
-        return None
-    if not isinstance(value, list) or not value:
-        return f"must be text or a list of {{role, content}} messages, got {type(value).__name__} {str(value)[:40]!r}"
-    for j, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            return f"turn {j} is not a {{role, content}} message: {str(m)[:40]!r}"
-        if not isinstance(m.get("content"), str):
-            return f"turn {j} ({m['role']}) has no text content"
-    return None
-
-
-def check_pairs(ds, where: str) -> None:
-    """Every pair must have two different, non-empty answers, each text or chat messages (and the prompt,
-    if there is one, text or messages too)."""
-    from ladder.rewards import completion_text
-
-    for i, row in enumerate(ds):
-        for column in ("prompt", "chosen", "rejected"):
-            if column == "prompt" and row.get("prompt") in (None, ""):
-                continue
-            problem = _answer_problem(row[column])
-            if problem:
-                raise LadderError(f"{where} row {i}: '{column}' {problem}")
-        chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
-        if not chosen.strip() or not rejected.strip():
-            raise LadderError(f"{where} row {i}: empty chosen or rejected answer")
-        if row["chosen"] == row["rejected"]:
-            raise LadderError(f"{where} row {i}: chosen and rejected are identical")
-
-
-def load_pairs(source: str, split: str, cfg: RMStageConfig, limit=None):
-    from ladder.data.loaders import load_split
-
-    ds = load_split(source, "prefs", split, name=cfg.data_name, transform=cfg.data_transform, limit=limit)
-    check_pairs(ds, f"{source}[{split}]")
-    keep = [c for c in ("prompt", "chosen", "rejected") if c in ds.column_names]
-    return ds.select_columns(keep)
 
 
 def pairwise_accuracy(model, tokenizer, ds) -> float:

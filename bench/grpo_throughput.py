@@ -60,9 +60,10 @@ if spec["variant"] in ("trl-vllm", "trl-engine"):
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
 else:
     from ladder import grpo
+    from ladder.online_rl import longest_prompt
     cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
     if vllm:
-        cfg.vllm_max_model_length = grpo.longest_prompt(ds, tok) + spec["length"] + 8
+        cfg.vllm_max_model_length = longest_prompt(ds, tok) + spec["length"] + 8
     cls = grpo.trainer_class()
 if spec["variant"] == "trl-engine":  # TRL's engine, only the sync swapped for ladder's (exact) reload
     from trl.generation.vllm_generation import VLLMGeneration

@@ -1,6 +1,6 @@
 import pytest
 
-from ladder import grpo
+from ladder import grpo, online_rl
 from ladder.errors import LadderError
 from ladder.manifest import read_manifest
 from ladder.runtime import vllm_available
@@ -65,7 +65,7 @@ def test_rewards_are_validated_before_training(tiny_run, tiny_sft, tmp_path):
 
 
 def test_watchdogs_warn_on_clipped_and_flat_groups(caplog, capsys):
-    watch = grpo.WatchRollouts()
+    watch = online_rl.WatchRollouts()
 
     class Args:
         max_completion_length = 64
@@ -76,12 +76,12 @@ def test_watchdogs_warn_on_clipped_and_flat_groups(caplog, capsys):
     assert "zero advantage" in out
 
     warnings = []
-    const = grpo.watch_constant(lambda completions, **kw: [1.0] * len(completions), 4, warnings.append)
+    const = online_rl.watch_constant(lambda completions, **kw: [1.0] * len(completions), 4, warnings.append)
     const.__name__ = "always_one"
     for _ in range(3):
         const(["a"] * 8)
     assert len(warnings) == 1 and "constant within every group" in warnings[0]
-    varied = grpo.watch_constant(lambda completions, **kw: [float(i % 2) for i in range(len(completions))], 4,
+    varied = online_rl.watch_constant(lambda completions, **kw: [float(i % 2) for i in range(len(completions))], 4,
                                  warnings.append)
     for _ in range(3):
         varied(["a"] * 8)

@@ -1,0 +1,229 @@
+"""What TRL's online RL stages (`ladder grpo`, `ladder rloo`) share: reward wrapping and watchdogs, the
+held-out curve callback, vLLM context sizing, sample completions in TensorBoard, and the trainer
+subclass with ladder's vLLM backend.
+
+Both trainers sample `num_generations` completions per prompt, score them with the recipe's reward
+functions and compare each completion with the others of its group; they differ in the advantage
+(GRPO: group mean and std; RLOO: the mean of the other completions) and the loss (per token vs per
+sequence). Everything around that, which a stage builds before and after `trainer.train()`, is here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ladder.errors import LadderError
+from ladder.evaluation import curve_point, heldout
+from ladder.runtime import vllm_available
+
+log = logging.getLogger("ladder.online_rl")
+
+# What the RL stages optimise unless the recipe says otherwise: the built-in tasks' checkable answers
+# (arithmetic and countdown) and a little for the <think>/<answer> format.
+DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown_accuracy", "weight": 1.0},
+                   {"name": "format_reward", "weight": 0.2}]
+
+# The default backend is "hf", from measurements on the 2-core CPU machine (bench/grpo_throughput.py):
+# on CPU a GRPO step is dominated by the training forward/backward, so vLLM's faster sampling buys
+# little per step. ~11M model, 8 prompts x 4 x 64 tokens: rollout 1,162 tokens/s (HF) vs 1,296 (vLLM,
+# fp32 eager), step 5.1 vs 5.0 s, plus a 3 s engine start and a second copy of the weights; the tiny
+# test run: 6 s (HF) vs 9 s. vLLM pays off with longer completions and bigger models (SmolLM2-135M,
+# 32 x 128 tokens: 119 vs 238 tokens/s, docs/cpu-stack.md), and on GPUs.
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+def choose_rollout_backend(cfg) -> None:
+    """Check `rollout_backend` and set TRL's `use_vllm` from it (call in the config's __post_init__,
+    before TRL's): one switch for the user, and HF generate with a warning where vLLM is missing."""
+    if cfg.rollout_backend not in ROLLOUT_BACKENDS:
+        raise LadderError(f"rollout_backend must be one of {', '.join(ROLLOUT_BACKENDS)}, "
+                          f"got '{cfg.rollout_backend}'")
+    if cfg.use_vllm and cfg.rollout_backend != "vllm":
+        raise LadderError("use_vllm is set by ladder from rollout_backend: set rollout_backend: vllm instead")
+    if cfg.rollout_backend == "vllm" and not vllm_available():
+        warnings.warn("rollout_backend 'vllm' but vLLM is not installed: rolling out with HF generate "
+                      "(pip install -e '.[cpu]' or '.[gpu]' for vLLM)")
+        cfg.rollout_backend = "hf"
+    cfg.use_vllm = cfg.rollout_backend == "vllm"
+
+
+# ---------------------------------------------------------------- watchdogs
+
+class WatchRollouts(TrainerCallback):
+    """Warn once when most completions hit max_completion_length (cut answers are no answers: they get
+    what unfinished text scores, or no gradient with mask_truncated_completions), or when no group has
+    any reward spread (zero advantage: nothing to learn)."""
+
+    def __init__(self):
+        self.warned = set()
+
+    def _warn(self, key, msg):
+        if key not in self.warned:
+            self.warned.add(key)
+            log.warning(msg)
+            print(f"warning: {msg}")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        clipped = logs.get("completions/clipped_ratio")
+        if clipped is not None and clipped > 0.5:
+            self._warn("clipped", f"{clipped:.0%} of completions were cut at max_completion_length="
+                                  f"{args.max_completion_length}: raise it, or reward shorter answers")
+        flat = logs.get("frac_reward_zero_std")
+        if flat is not None and flat >= 1.0:
+            self._warn("flat", "every group got the same reward for all its completions: zero advantage, "
+                               "no learning signal (check the rewards, or sample with a higher temperature)")
+
+
+def watch_constant(fn, num_generations: int, warn):
+    """Wrap a reward so that, if it never varies inside any group, we say so once, by name."""
+    seen = {"calls": 0, "spread": False}
+
+    @functools.wraps(fn)
+    def wrapper(completions, **kwargs):
+        values = fn(completions, **kwargs)
+        groups = [values[i:i + num_generations] for i in range(0, len(values), num_generations)]
+        if any(len({v for v in g if v is not None}) > 1 for g in groups):
+            seen["spread"] = True
+        seen["calls"] += 1
+        if seen["calls"] == 3 and not seen["spread"] and any(v is not None for v in values):
+            warn(f"reward '{fn.__name__}' was constant within every group for 3 batches: it gives no "
+                 "learning signal (zero advantage)")
+        return values
+
+    return wrapper
+
+
+def watched_rewards(fns, num_generations: int, watch: WatchRollouts) -> list:
+    """The recipe's reward functions, each wrapped by watch_constant, warning through `watch` (once each)."""
+    return [watch_constant(f, num_generations, lambda m: watch._warn(m, m)) for f in fns]
+
+
+# ---------------------------------------------------------------- held-out curve
+
+class HeldoutCurve(TrainerCallback):
+    """Greedy held-out accuracy every `every` steps (main process), for the learning curve.
+    Not under ZeRO-3, where the main process alone cannot see whole weights."""
+
+    def __init__(self, stage: str, tokenizer, rows, every: int, max_new_tokens: int):
+        self.stage, self.tokenizer, self.rows, self.every, self.points = stage, tokenizer, rows, every, []
+        self.max_new_tokens = max_new_tokens
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps \
+                and state.is_world_process_zero and model is not None \
+                and not any(hasattr(p, "ds_id") for p in model.parameters()):
+            stats = heldout(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens)
+            self.points.append({"step": state.global_step, **curve_point(stats)})
+            print(f"{self.stage}: step {state.global_step} held-out accuracy {stats['accuracy']:.3f}", flush=True)
+
+
+# ---------------------------------------------------------------- vLLM
+
+def longest_prompt(ds, tokenizer) -> int:
+    """Tokens in the longest prompt, chat template included: sizes vLLM's context and KV cache
+    (the model's max_position_embeddings would reserve far more than an RL stage ever uses)."""
+    texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+             for p in ds["prompt"]]
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
+def prepare_vllm(cfg, model, tokenizer, ds, resized: bool) -> None:
+    """Before the trainer builds its engine: size vLLM's context to the longest prompt plus a
+    completion, and when chat tokens were added to the embeddings, give vLLM (which loads from disk)
+    a checkpoint that has them, in output_dir/rollout-start (removed by close_vllm)."""
+    if not cfg.use_vllm:
+        return
+    if cfg.vllm_max_model_length is None:
+        cfg.vllm_max_model_length = min(longest_prompt(ds, tokenizer) + cfg.max_completion_length + 8,
+                                        model.config.max_position_embeddings)
+    if resized:
+        start = Path(cfg.output_dir) / "rollout-start"
+        model.save_pretrained(start)
+        tokenizer.save_pretrained(start)
+        model.name_or_path = str(start)
+
+
+def close_vllm(trainer, cfg) -> None:
+    """After training: free an in-process engine's memory and process group (the next stage of `ladder
+    run` may build its own), and remove the rollout-start copy."""
+    if cfg.use_vllm and getattr(trainer.vllm_generation, "llm", None) is not None:
+        from ladder.rollout import close_engine
+
+        close_engine(trainer.vllm_generation.llm)
+        trainer.vllm_generation.llm = None
+    shutil.rmtree(Path(cfg.output_dir) / "rollout-start", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the trainer
+
+def trainer_class(trainer_module, name: str):
+    """TRL's `trainer_module.<name>` (GRPOTrainer in trl.trainer.grpo_trainer, RLOOTrainer in
+    trl.trainer.rloo_trainer) with ladder's vLLM backend and sample completions in TensorBoard.
+    Both modules build their engine as `VLLMGeneration(...)`, a name looked up in the module itself,
+    which is what ladder.rollout.exact_vllm swaps while the trainer is built."""
+    from ladder import rollout
+
+    base = getattr(trainer_module, name)
+
+    class Trainer(base):
+        def __init__(self, *args, **kwargs):
+            with rollout.exact_vllm(trainer_module):
+                super().__init__(*args, **kwargs)
+
+        def log(self, logs, start_time=None):
+            super().log(logs, start_time)
+            if self.accelerator.is_main_process and self.model.training:
+                completions_to_tensorboard(self, rows=4)
+
+    Trainer.__name__ = Trainer.__qualname__ = name
+    return Trainer
+
+
+def completions_to_tensorboard(trainer, rows: int) -> None:
+    """A few of the latest (prompt, completion, rewards, advantage) rows as a TensorBoard text table.
+    TRL keeps them (`trainer._logs`) but only prints them with rich or sends them to wandb/trackio."""
+    from transformers.integrations import TensorBoardCallback
+
+    from ladder.generation import prompt_text
+    from ladder.rewards import completion_text
+
+    tb = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
+    writer = getattr(tb, "tb_writer", None)
+    logs = trainer._logs
+    if writer is None or not logs["prompt"]:
+        return
+    names = list(logs["rewards"])
+    lines = ["| prompt | completion | " + " | ".join(names) + " | advantage |",
+             "|---" * (len(names) + 3) + "|"]
+    for i in range(min(rows, len(logs["prompt"]))):
+        cells = [prompt_text(logs["prompt"][i]), completion_text(logs["completion"][i])]
+        cells += [f"{logs['rewards'][n][i]:.3f}" for n in names] + [f"{logs['advantages'][i]:.3f}"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    writer.add_text("completions", "\n".join(lines), trainer.state.global_step)
+
+
+# ---------------------------------------------------------------- what the manifest records
+
+def reward_history(log_history: list[dict]) -> list[dict]:
+    """Per logged step: the mean total reward, the mean completion length (tokens) and the seconds a
+    training step took (TRL's `step_time`: sampling, scoring, forward and backward; not the held-out curve)."""
+    return [{"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length"),
+             "step_time": h.get("step_time")} for h in log_history if "reward" in h]
+
+
+def training_metrics(result, history: list[dict], world_size: int) -> dict:
+    """The numbers every online RL stage records about its training; `seconds_per_step` (the mean of
+    the logged step times) lets the report compare stages run with different held-out curves."""
+    times = [h["step_time"] for h in history if h.get("step_time") is not None]
+    return {"train_loss": result.training_loss, "steps": result.global_step,
+            "reward_first": history[0]["reward"] if history else None,
+            "reward_last": history[-1]["reward"] if history else None,
+            "seconds_per_step": round(sum(times) / len(times), 3) if times else None,
+            "world_size": world_size}

@@ -8,7 +8,9 @@ column: `2-digit +`, ...; math_accuracy on rows with a gold answer, countdown_ac
 rows, code_accuracy on rows with tests), format rate, mean completion and thinking length, mean
 reward-model score (when the run has a reward model), the mean of every `judge` (functions that score
 completions for evaluation only, e.g. the hidden human of the tiny ladder), and with `pass_k`,
-pass@1 and pass@k from k samples per problem. Every answer goes to `eval_completions.jsonl` in the
+pass@1 and pass@k from k samples per problem (and, from them, the reliability buckets the report plots:
+greedy accuracy against sampled pass-rate); the share of answers that abstain ("I don't know") and the
+share wrong among the rest (hallucination). Every answer goes to `eval_completions.jsonl` in the
 checkpoint's directory (prompt, completion, score and the row's gold columns). Base models are prompted few-shot in the corpus format,
 chat models through their chat template; the report says which.
 """
@@ -16,33 +18,35 @@ chat models through their chat template; the report says which.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config
+from ladder.config import load_config, option
 from ladder.errors import LadderError
 from ladder.evaluation import COMPLETIONS, evaluate_checkpoint, load_judges, load_rows, resolve_backend
 
 
 @dataclass
 class EvalConfig:
-    run: str | None = "runs/tiny"  # evaluate every finished stage of this run (and write its report)
-    checkpoints: list[str] | str | None = None  # or these checkpoint dirs
-    data: str | None = None  # held-out prompts with gold columns; default: the run's data dir
-    data_name: str | None = None
-    # the source's columns -> the stage's (ladder.data.transforms): "gsm8k", {"prompt": "question"},
-    # "file.py:fn" or "none"; unset: known hub ids (openai/gsm8k, mbpp, ...) get their built-in formatter
-    data_transform: str | dict | None = None
-    split: str = "test"
-    limit: int | None = 200
-    max_new_tokens: int = 64
-    reward_model: str | None = None  # default: the run's rm stage, if any
-    # functions scored on every completion for evaluation only (never a reward): names, module:fn, file.py:fn
-    judge: list[str] = field(default_factory=list)
-    pass_k: int = 0  # k samples per problem (temperature 1) for pass@1 and pass@k of the chat rungs; 0: off
-    pass_k_limit: int | None = 100  # problems the pass@k estimate uses (k x this many completions per rung)
-    backend: str = "auto"  # hf, vllm, or auto: vLLM on a GPU, HF generate on CPU (faster for tiny models)
-    report: bool = True
+    run: str | None = option("runs/tiny", "evaluate every finished stage of this run (and write its report)")
+    checkpoints: list[str] | str | None = option(None, "or these checkpoint dirs")
+    data: str | None = option(None, "held-out prompts with gold columns; default: the run's data dir")
+    data_name: str | None = option(None, "hub dataset config name")
+    data_transform: str | dict | None = option(
+        None,
+        "the source's columns -> the stage's: gsm8k, {prompt: question}, file.py:fn or none; unset: known hub ids get "
+        "their built-in formatter")
+    split: str = option("test", "the held-out split scored")
+    limit: int | None = option(200, "the first this many held-out problems (None: all)")
+    max_new_tokens: int = option(64, "tokens per greedy answer")
+    reward_model: str | None = option(None, "default: the run's rm stage, if any")
+    judge: list[str] = option(
+        factory=list,
+        help="functions scored on every answer for evaluation only, never a reward: names, module:fn, file.py:fn")
+    pass_k: int = option(0, "k samples per problem (temperature 1) for pass@1 and pass@k of the chat rungs; 0: off")
+    pass_k_limit: int | None = option(100, "problems the pass@k estimate uses (k x this many completions per rung)")
+    backend: str = option("auto", "hf, vllm, or auto: vLLM on a GPU, HF generate on CPU (faster for tiny models)")
+    report: bool = option(True, "write report.md, report.json and the plots into the run dir")
 
     def __post_init__(self):
         if self.backend not in ("auto", "hf", "vllm"):
@@ -87,7 +91,9 @@ def main(argv=None) -> int:
         update_metrics(p, {f"eval/{k}": v for k, v in stats.items()})
         results[str(p)] = stats
         acc = stats["accuracy"]
-        print(f"eval {p}: accuracy {acc:.1%} ± {stats['accuracy_se']:.1%} format {stats['format_rate']:.1%} "
+        idk = (f" abstain {stats['abstain_rate']:.1%} hallucination {stats['hallucination_rate']:.1%}"
+               if stats.get("abstain_rate") and stats.get("hallucination_rate") is not None else "")
+        print(f"eval {p}: accuracy {acc:.1%} ± {stats['accuracy_se']:.1%} format {stats['format_rate']:.1%}{idk} "
               f"({stats['prompting']})" if acc is not None else f"eval {p}: format {stats['format_rate']:.1%}")
     if run is not None and cfg.report:
         from ladder.report import write_report

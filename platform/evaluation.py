@@ -34,12 +34,25 @@ def load_judges(specs: list[str]) -> dict:
     return {str(s).rpartition(":")[2]: load_reward(s) for s in specs}
 
 
+def abstention_stats(scores: list[float], abstains: list[bool]) -> dict:
+    """How a model that may say "I don't know" did, on scored rows: `abstain_rate` (share of answers that
+    abstain, ladder.rewards.abstained), and among the attempted ones (those that do not), the share wrong
+    (`hallucination_rate`) and right (`attempted_accuracy`), each with its standard error (None when no
+    row was attempted). A model that never abstains has abstain_rate 0 and attempted_accuracy = accuracy."""
+    attempted = [s for s, a in zip(scores, abstains) if not a]
+    out = dict(zip(("abstain_rate", "abstain_rate_se"), mean_se([float(a) for a in abstains])))
+    right = mean_se(attempted) if attempted else (None, None)
+    out.update(hallucination_rate=None if right[0] is None else 1.0 - right[0], hallucination_rate_se=right[1],
+               attempted_accuracy=right[0], attempted_accuracy_se=right[1])
+    return out
+
+
 def score_texts(texts: list[str], rows: list[dict], judges: dict | None = None) -> dict:
     """Accuracy (and its standard error, overall and per `kind`) / format / lengths of completions for
     RL-format rows: each row is scored by the reward its gold columns call for: `tests` (code_accuracy,
-    in the sandbox), `answer` (math_accuracy), or `numbers` + `target` (countdown_accuracy); plus the
-    mean of each judge (`judge/<name>`)."""
-    from ladder.rewards import code_accuracy, countdown_accuracy, format_reward, math_accuracy
+    in the sandbox), `answer` (math_accuracy), or `numbers` + `target` (countdown_accuracy); abstentions
+    ("I don't know": abstention_stats, overall and per kind); plus the mean of each judge (`judge/<name>`)."""
+    from ladder.rewards import abstained, code_accuracy, countdown_accuracy, format_reward, math_accuracy
 
     cols = {k: [r.get(k) for r in rows] for k in ("answer", "numbers", "target", "tests")}
     code = code_accuracy(texts, tests=cols["tests"])  # None (and nothing run) for rows without tests
@@ -48,25 +61,35 @@ def score_texts(texts: list[str], rows: list[dict], judges: dict | None = None) 
     per_row = [c if c is not None else m if m is not None else d for c, m, d in zip(code, math, cd)]
     scored = [s for s in per_row if s is not None]
     accuracy, se = mean_se(scored) if scored else (None, None)
-    kinds: dict[str, list[float]] = {}
-    for r, s in zip(rows, per_row):
+    abstains = [abstained(t) for t in texts]
+    kinds: dict[str, list[tuple[float, bool]]] = {}
+    for r, s, a in zip(rows, per_row, abstains):
         if s is not None and r.get("kind"):
-            kinds.setdefault(r["kind"], []).append(s)
+            kinds.setdefault(r["kind"], []).append((s, a))
     thinks = [m.group(1) if (m := THINK.search(t)) else "" for t in texts]
     out = {
         "accuracy": accuracy,
         "accuracy_se": se,
-        "per_kind": {k: {"accuracy": (m := mean_se(v))[0], "se": m[1], "n": len(v)} for k, v in sorted(kinds.items())},
+        "per_kind": {k: _kind_stats(v) for k, v in sorted(kinds.items())},
         "format_rate": sum(f == 1.0 for f in format_reward(texts)) / len(texts),
         "mean_length": sum(len(t) for t in texts) / len(texts),
         "think_length": sum(len(t) for t in thinks) / len(texts),
         "n": len(texts),
         "per_row": per_row,
     }
+    if scored:
+        out.update(abstention_stats(scored, [a for s, a in zip(per_row, abstains) if s is not None]))
     for name, fn in (judges or {}).items():
         values = [v for v in fn(texts, **{k: [r.get(k) for r in rows] for k in rows[0]}) if v is not None]
         out[f"judge/{name}"] = sum(values) / len(values) if values else None
     return out
+
+
+def _kind_stats(scored: list[tuple[float, bool]]) -> dict:
+    acc, se = mean_se([s for s, _ in scored])
+    stats = abstention_stats([s for s, _ in scored], [a for _, a in scored])
+    return {"accuracy": acc, "se": se, "n": len(scored), "abstain_rate": stats["abstain_rate"],
+            "hallucination_rate": stats["hallucination_rate"]}
 
 
 def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max_new_tokens: int = 64,
@@ -94,18 +117,36 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     return stats
 
 
+def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
+                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32) -> list[str]:
+    """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
+    (each batch holds different problems, as in one pass over the rows per sample)."""
+    from ladder.generation import generate
+
+    prompts = [r["prompt"] for r in rows] * samples
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                    batch_size=batch_size)
+
+
+def pass_rates(per_row: list, n: int) -> list[float | None]:
+    """Per problem, the share of its samples that are right (None for a problem no reward scores), from
+    score_texts' per_row over sample_answers' sample-major order."""
+    hits = [[s for s in per_row[i::n] if s is not None] for i in range(n)]
+    return [sum(h) / len(h) if h else None for h in hits]
+
+
 def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
                      max_new_tokens: int = 64, seed: int = 0, reward_model: str | None = None,
-                     judges: dict | None = None) -> dict:
+                     judges: dict | None = None, per_problem: bool = False) -> dict:
     """`samples` answers per held-out row at `temperature`: their accuracy (`accuracy_sampled`, which is
     pass@1), the share of rows with at least one right answer (`pass@<samples>`) and, with a reward
     model, the mean score (`rm_score_sampled`), and each judge's (`judge/<name>_sampled`). What RL moves: greedy answers of an SFT model often
-    already sit at the reward model's ceiling; and RL pulls pass@1 towards pass@k."""
-    from ladder.generation import generate
-
-    n, rows = len(rows), rows * samples
-    prompts = [r["prompt"] for r in rows]
-    texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    already sit at the reward model's ceiling; and RL pulls pass@1 towards pass@k. With `per_problem`,
+    `pass_rates` holds each row's share of right samples (what the report's reliability plot buckets)."""
+    n = len(rows)
+    texts = sample_answers(model, tokenizer, rows, samples=samples, temperature=temperature,
+                           max_new_tokens=max_new_tokens, seed=seed)
+    rows = rows * samples
     out = {}
     stats = score_texts(texts, rows, judges)
     out.update({f"{k}_sampled": v for k, v in stats.items() if k.startswith("judge/") and v is not None})
@@ -114,11 +155,28 @@ def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temper
         hits = [[s for s in stats["per_row"][i::n] if s is not None] for i in range(n)]
         hits = [h for h in hits if h]
         out[f"pass@{samples}"] = sum(max(h) for h in hits) / len(hits)
+        if per_problem:
+            out["pass_rates"] = pass_rates(stats["per_row"], n)
     if reward_model:
         from ladder.models import score
 
-        out["rm_score_sampled"] = sum(score(reward_model, prompts, texts)) / len(texts)
+        out["rm_score_sampled"] = sum(score(reward_model, [r["prompt"] for r in rows], texts)) / len(texts)
     return out
+
+
+RELIABILITY_BINS = 5  # equal-width buckets of sampled pass-rate
+
+
+def reliability(rates: list[float | None], greedy: list[float | None], bins: int = RELIABILITY_BINS) -> list[dict]:
+    """Confidence against accuracy: problems bucketed by their sampled pass-rate (the model's own
+    confidence, read off k samples at T=1), each bucket's mean pass-rate, greedy accuracy and size.
+    A calibrated model's greedy answers are right about as often as its samples are."""
+    buckets: list[list[tuple[float, float]]] = [[] for _ in range(bins)]
+    for rate, score in zip(rates, greedy):
+        if rate is not None and score is not None:
+            buckets[min(int(rate * bins), bins - 1)].append((rate, score))
+    return [{"lo": i / bins, "hi": (i + 1) / bins, "n": len(b), "pass_rate": sum(r for r, _ in b) / len(b),
+             "accuracy": sum(s for _, s in b) / len(b)} for i, b in enumerate(buckets) if b]
 
 
 def load_rows(data: str, split: str = "test", name=None, limit=None, transform=None) -> list[dict]:
@@ -157,10 +215,13 @@ def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None, bac
                            reward_model=reward_model, texts=texts, judges=judges, keep_completions=True)
     stats["backend"] = backend
     if pass_k and chat and model is not None:
-        sampled = evaluate_sampled(model, tokenizer, pass_k_rows or rows, samples=pass_k, temperature=1.0,
-                                   max_new_tokens=max_new_tokens)
+        sampled_rows = pass_k_rows or rows
+        sampled = evaluate_sampled(model, tokenizer, sampled_rows, samples=pass_k, temperature=1.0,
+                                   max_new_tokens=max_new_tokens, per_problem=True)
         stats["pass@1"] = sampled.get("accuracy_sampled")
         stats[f"pass@{pass_k}"] = sampled.get(f"pass@{pass_k}")
+        if sampled.get("pass_rates") and sampled_rows == rows[:len(sampled_rows)]:  # the same problems, greedy
+            stats["reliability"] = reliability(sampled["pass_rates"], [c["score"] for c in stats["completions"]])
     return stats
 
 

@@ -5,6 +5,7 @@ same length (TRL also passes `prompts`, `completion_ids`, `trainer_state`: every
 **kwargs). None means "not applicable to this row" (e.g. math_accuracy on a countdown row).
 """
 
+from ladder.rewards.abstain import abstained, abstention_reward
 from ladder.rewards.code import code_accuracy
 from ladder.rewards.countdown import countdown_accuracy
 from ladder.rewards.format import format_reward, length_penalty
@@ -17,6 +18,7 @@ REWARDS = {
     "code_accuracy": code_accuracy,
     "format_reward": format_reward,
     "length_penalty": length_penalty,
+    "abstention_reward": abstention_reward,
 }
 
 # plugins imports REWARDS lazily (its built-in names), so it comes after the registry
@@ -24,4 +26,5 @@ from ladder.rewards.plugins import load_reward, load_rewards, sample_batch, vali
 
 __all__ = ["REWARDS", "completion_text", "extract_answer", "load_reward", "load_rewards", "sample_batch",
            "validate_rewards",
-           "math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty"]
+           "math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty",
+           "abstention_reward", "abstained"]

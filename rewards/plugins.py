@@ -1,12 +1,14 @@
 """Loading reward functions named in a recipe, and checking them before any training starts.
 
 A recipe lists rewards as built-in names, `package.module:function` or `path/to/file.py:function`,
-each with an optional weight:
+each with an optional weight and optional settings (`args`: values for the function's keyword-only
+parameters, bound once when the recipe is loaded):
 
     rewards:
       - math_accuracy                            # weight 1.0
       - {name: format_reward, weight: 0.2}
       - {name: my_rewards.py:brevity, weight: 0.1}
+      - {name: abstention_reward, args: {right: 1.0, abstain: 0.3, wrong: 0.0}}
 """
 
 from __future__ import annotations
@@ -77,8 +79,32 @@ def _named(fn, spec: str):
     return wrapper
 
 
+def settings(fn) -> list[str]:
+    """A reward's settings: its keyword-only parameters (`*, right=1.0, ...`). Only those can be bound
+    from a recipe's `args`: the others are the completions and the dataset columns TRL passes."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+
+
+def with_args(fn, spec: str, args) -> object:
+    """fn with its settings bound from a recipe entry's `args`; an unknown name is one line naming the reward."""
+    if not isinstance(args, dict):
+        raise LadderError(f"reward '{spec}': args must be a mapping of setting: value, got {args!r}")
+    known = settings(fn)
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise LadderError(f"reward '{spec}': unknown arg '{unknown[0]}' (its settings: "
+                          f"{', '.join(known) if known else 'none'})")
+    bound = functools.partial(fn, **args)
+    functools.update_wrapper(bound, fn)  # __name__ for TRL's logs; __wrapped__ for required_columns
+    return bound
+
+
 def load_rewards(specs) -> tuple[list, list[float]]:
-    """Recipe `rewards:` (a list of names / {name, weight} dicts, or a {name: weight} dict)
+    """Recipe `rewards:` (a list of names / {name, weight, args} dicts, or a {name: weight} dict)
     -> (functions, weights)."""
     if isinstance(specs, (str, dict)) and not (isinstance(specs, dict) and "name" in specs):
         specs = [{"name": k, "weight": v} for k, v in specs.items()] if isinstance(specs, dict) else [specs]
@@ -89,17 +115,18 @@ def load_rewards(specs) -> tuple[list, list[float]]:
     fns, weights = [], []
     for item in specs or []:
         if isinstance(item, dict):
-            unknown = set(item) - {"name", "weight"}
+            unknown = set(item) - {"name", "weight", "args"}
             if "name" not in item or unknown:
-                raise LadderError(f"rewards entry {item}: expected {{name: ..., weight: ...}}")
-            spec, weight = item["name"], item.get("weight", 1.0)
+                raise LadderError(f"rewards entry {item}: expected {{name: ..., weight: ..., args: {{...}}}}")
+            spec, weight, args = item["name"], item.get("weight", 1.0), item.get("args")
         else:
-            spec, weight = item, 1.0
+            spec, weight, args = item, 1.0, None
         try:
             weight = float(weight)
         except (TypeError, ValueError):
             raise LadderError(f"reward '{spec}': weight must be a number, got {weight!r}") from None
-        fns.append(_named(load_reward(spec), str(spec)))
+        fn = load_reward(spec)
+        fns.append(_named(with_args(fn, str(spec), args) if args is not None else fn, str(spec)))
         weights.append(weight)
     if not fns:
         raise LadderError("no reward functions given (rewards: [...] in the recipe)")
@@ -138,6 +165,7 @@ GOLD_COLUMNS = {
     "math_accuracy": ("answer",),
     "code_accuracy": ("tests",),
     "countdown_accuracy": ("numbers", "target"),
+    "abstention_reward": ("answer",),
 }
 # How to get them from common layouts (ladder.data.transforms).
 GOLD_HINTS = {
@@ -153,7 +181,12 @@ TRL_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_
 def required_columns(fn) -> tuple[str, ...]:
     """Dataset columns `fn` cannot do without: a built-in's gold columns (GOLD_COLUMNS), or a custom
     reward's parameters that have no default and that TRL does not pass itself."""
-    inner = inspect.unwrap(fn)
+    inner, bound = fn, set()
+    while True:  # down the wrappers (_named, with_args' partial): settings bound from `args` are no columns
+        bound |= set(getattr(inner, "keywords", None) or ()) if isinstance(inner, functools.partial) else set()
+        if not hasattr(inner, "__wrapped__"):
+            break
+        inner = inner.__wrapped__
     for name, builtin in _builtins().items():
         if inner is builtin:
             return GOLD_COLUMNS.get(name, ())
@@ -163,7 +196,7 @@ def required_columns(fn) -> tuple[str, ...]:
         return ()
     return tuple(p.name for p in params[1:]
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
-                 and p.name not in TRL_KWARGS)
+                 and p.name not in TRL_KWARGS and p.name not in bound)
 
 
 def check_columns(fns, columns, where: str | None = None) -> None:

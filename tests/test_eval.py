@@ -34,11 +34,46 @@ def test_standard_error_per_kind_thinking_length_and_judges():
     s = score_texts(texts, rows, judges={"human_style": __import__("ladder.data.human").data.human.human_style})
     assert s["accuracy"] == 0.75
     assert s["accuracy_se"] == pytest.approx(0.25)  # sample variance 0.25, over n = 4
-    assert s["per_kind"] == {"1-digit -": {"accuracy": 1.0, "se": 0.0, "n": 2},
-                             "2-digit +": {"accuracy": 0.5, "se": pytest.approx(0.5), "n": 2}}
+    assert s["per_kind"] == {"1-digit -": {"accuracy": 1.0, "se": 0.0, "n": 2, "abstain_rate": 0.0,
+                                           "hallucination_rate": 0.0},
+                             "2-digit +": {"accuracy": 0.5, "se": pytest.approx(0.5), "n": 2, "abstain_rate": 0.0,
+                                           "hallucination_rate": 0.5}}
     thinks = ["47 + 38 = 85. Hope that helps!", "5 + 8 = 13", "9 - 2 = 7. Ugh.", "4 + 5 = 9"]
     assert s["think_length"] == sum(map(len, thinks)) / 4
     assert s["judge/human_style"] == 0.0  # +1, 0, -1, 0
+
+
+def test_abstentions_are_counted_apart_from_wrong_answers():
+    """abstain_rate over scored rows; hallucination and attempted accuracy over the rows that did not abstain."""
+    rows = [{"answer": "85", "kind": "a"}, {"answer": "12", "kind": "a"}, {"answer": "7", "kind": "b"},
+            {"answer": "9", "kind": "b"}, {"answer": None, "numbers": [1, 2], "target": None}]  # unscored
+    texts = ["<think>47 + 38 = 85</think><answer>85</answer>",  # right
+             "<think>5 + 8 = 13</think><answer>13</answer>",  # wrong: a hallucination
+             "<think>not sure</think><answer>I don't know</answer>",  # abstains
+             "<answer>I don't know, 9</answer>",  # a bet behind the abstention: attempted (and wrong)
+             "<answer>I don't know</answer>"]  # no reward scores this row: counted nowhere
+    s = score_texts(texts, rows)
+    assert s["per_row"] == [1.0, 0.0, 0.0, 0.0, None] and s["accuracy"] == 0.25
+    assert s["abstain_rate"] == 0.25 and s["abstain_rate_se"] == pytest.approx(0.25)  # sd 0.5 over n = 4
+    assert s["hallucination_rate"] == pytest.approx(2 / 3) and s["attempted_accuracy"] == pytest.approx(1 / 3)
+    assert s["attempted_accuracy_se"] == pytest.approx((1 / 3) ** 0.5 / 3 ** 0.5)  # sd of (1, 0, 0) over n = 3
+    assert s["per_kind"]["a"]["abstain_rate"] == 0.0 and s["per_kind"]["a"]["hallucination_rate"] == 0.5
+    assert s["per_kind"]["b"]["abstain_rate"] == 0.5 and s["per_kind"]["b"]["hallucination_rate"] == 1.0
+    every = score_texts(["<answer>I don't know</answer>"] * 2, rows[:2])
+    assert every["abstain_rate"] == 1.0 and every["hallucination_rate"] is None  # nothing attempted
+    assert every["attempted_accuracy"] is None and every["accuracy"] == 0.0
+
+
+def test_reliability_buckets_problems_by_sampled_pass_rate():
+    from ladder.evaluation import reliability
+
+    rates = [0.0, 0.125, 0.5, 0.625, 1.0, 1.0, None]
+    greedy = [0.0, 1.0, 0.0, 1.0, 1.0, None, 1.0]  # the last two: unscored, left out
+    assert reliability(rates, greedy) == [
+        {"lo": 0.0, "hi": 0.2, "n": 2, "pass_rate": 0.0625, "accuracy": 0.5},
+        {"lo": 0.4, "hi": 0.6, "n": 1, "pass_rate": 0.5, "accuracy": 0.0},
+        {"lo": 0.6, "hi": 0.8, "n": 1, "pass_rate": 0.625, "accuracy": 1.0},
+        {"lo": 0.8, "hi": 1.0, "n": 1, "pass_rate": 1.0, "accuracy": 1.0}]  # pass-rate 1 in the top bucket
 
 
 def test_pass_at_k_counts_a_problem_solved_by_any_sample(monkeypatch):
@@ -51,8 +86,9 @@ def test_pass_at_k_counts_a_problem_solved_by_any_sample(monkeypatch):
                     "<answer>0</answer>", "<answer>2</answer>"])  # sample 3
     monkeypatch.setattr(ladder.generation, "generate", lambda m, t, prompts, **kw: [next(answers) for _ in prompts])
     out = evaluate_sampled(None, None, [{"prompt": "a", "answer": "1"}, {"prompt": "b", "answer": "2"}],
-                           samples=3, temperature=1.0)
+                           samples=3, temperature=1.0, per_problem=True)
     assert out["accuracy_sampled"] == pytest.approx(2 / 6) and out["pass@3"] == 1.0
+    assert out["pass_rates"] == [pytest.approx(1 / 3), pytest.approx(1 / 3)]
 
 
 def test_code_rows_are_run_against_their_tests():

@@ -32,7 +32,7 @@ def test_module_spec_and_weight_mapping(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("spec, msg", [
-    ("nope", "unknown built-in (built-ins: code_accuracy, countdown_accuracy, format_reward"),
+    ("nope", "unknown built-in (built-ins: abstention_reward, code_accuracy, countdown_accuracy, format_reward"),
     ("missing_file.py:f", "file missing_file.py not found"),
     ("ladder.rewards.text:nothing_here", "no function 'nothing_here'"),
     ("ladder.rewards.text:ANSWER", "'ANSWER' is not callable"),

@@ -1,14 +1,16 @@
 """`ladder run recipes/tiny/ladder.yaml`: climb the whole ladder, then print the report card.
 
-data -> tokenizer -> pretrain -> SFT -> reward model -> PPO -> GRPO -> eval, each stage reading its
-parent from the previous one's output under runs/<name>/. A stage whose checkpoint is finished and
-was made with the same settings is skipped, so a re-run resumes instead of starting over; a stage
+data -> tokenizer -> pretrain -> SFT -> reward model -> (DPO) -> PPO -> GRPO -> (RLOO) -> eval, each stage
+reading its parents (Stage.inputs in ladder.stages) from their outputs under runs/<name>/. A stage whose
+checkpoint is finished, was made with the same settings and whose parents were not made again is skipped,
+so a re-run resumes instead of starting over and a changed stage re-runs only what reads from it; a stage
 with trainer checkpoints but no manifest is resumed. Stages run in this process by calling the same
 `main(argv)` that `ladder <stage>` and `accelerate launch -m ladder.<stage>` run.
 
 Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own config keys
 (optionally `recipe: path.yaml` to start from a stage recipe, or just `sft: path.yaml`). A missing
-section means defaults; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key.
+section means defaults, except for the optional rungs (DPO, RLOO), which run only when their section is
+there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key.
 
 Why in-process: every stage already cleans up after itself (accelerate state is reset between
 stages here), the thread settings are set once, and `accelerate launch -m ladder.pipeline` then
@@ -54,7 +56,8 @@ def to_argv(args: dict) -> list[str]:
 
 
 def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
-    """(stage, its output dir, its config keys) for every rung the recipe does not skip, in ladder order."""
+    """(stage, its output dir, its config keys) for every rung the recipe does not skip (and every optional
+    rung it names), in ladder order."""
     unknown = set(recipe) - META
     if unknown:
         raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
@@ -62,6 +65,8 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
     steps = []
     for stage in STAGES:
         name, out = stage.name, stage.output
+        if stage.optional and name not in recipe:  # an extra rung (DPO, RLOO): only when the recipe asks for it
+            continue
         section = recipe.get(name) or {}
         if isinstance(section, str):  # `sft: recipes/tiny/sft.yaml`
             section = {"recipe": section}
@@ -131,15 +136,15 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "pipeline.json"
     state = load_state(run)
-    total, rerun = time.time(), False
+    total, rerun = time.time(), set()  # the output dirs (re)made by this run
     n = len(steps) + 1
     for i, (stage, out, args) in enumerate(steps, 1):
         name = stage.name
         done = (out / MANIFEST).is_file() and state["stages"].get(name) == args
-        if done and not rerun:
+        if done and not rerun & set(stage.inputs.values()):
             say(f"[{i}/{n}] {name:<9} up to date, skipped  {_key_metric(out)}")
             continue
-        rerun = True  # everything after a re-run stage runs again (its parent changed)
+        rerun.add(stage.output)  # the stages that read it run again (their parent changed); the others need not
         argv = to_argv(args)
         has_ckpts = out.is_dir() and (any(out.glob("checkpoint-*")) or (out / "checkpoints").is_dir())
         if not (out / MANIFEST).is_file() and has_ckpts and name not in ("data", "tokenizer"):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ladder.evaluation import HELDOUT
+from ladder.evaluation import COMPLETIONS, HELDOUT
 from ladder.manifest import atomic_write_json, atomic_write_text, read_manifest
-from ladder.stages import METRICS, RL_OUTPUTS, run_stages
+from ladder.stages import ABSTAIN_COLUMNS, METRICS, RL_OUTPUTS, run_stages
 
 CURVES = {"loss": ("train/loss", "loss"), "reward": ("ppo/reward", "train/reward", "reward")}
 MAX_POINTS = 200  # per curve in report.json
@@ -79,7 +79,7 @@ def stage_seconds(run) -> dict[str, float]:
 def collect(run) -> list[dict]:
     rows, seconds = [], stage_seconds(run)
     for stage, path in run_stages(run).items():
-        if stage in ("data", "tokenizer"):
+        if stage in ("data", "tokenizer", "probe"):  # data, not models
             continue
         m = read_manifest(path)
         metrics = dict(m.get("metrics", {}))
@@ -108,9 +108,13 @@ def per_kind_table(rows: list[dict]) -> list[str]:
                                     for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
     for r in scored:
         pk = r["metrics"]["eval/per_kind"]
-        out.append(f"| {r['stage']} | " + " | ".join(
-            f"{pk[k]['accuracy']:.1%} ± {100 * pk[k]['se']:.1f}" if k in pk else "" for k in kinds) + " |")
+        out.append(f"| {r['stage']} | " + " | ".join(_kind_cell(pk[k]) if k in pk else "" for k in kinds) + " |")
     return out
+
+
+def _kind_cell(stats: dict) -> str:
+    cell = f"{stats['accuracy']:.1%} ± {100 * stats['se']:.1f}"
+    return cell + f" ({stats['abstain_rate']:.0%} abstain)" if stats.get("abstain_rate") else cell
 
 
 def pass_k(metrics: dict) -> tuple[int, float] | None:
@@ -181,13 +185,38 @@ def plot(rows: list[dict], out: Path) -> list[str]:
         plt.close(fig)
         files.append(f"{name}_curves.png")
     files += rl_plots(rows, out, plt)
+    files += reliability_plot(rows, out, plt)
     for stale in set(PLOTS) - set(files):
         (out / stale).unlink(missing_ok=True)  # the app shows every plot in the run dir
     return files
 
 
 PLOTS = ["accuracy.png", "reward_curves.png", "loss_curves.png", "grpo_signatures.png", "pass_at_k.png",
-         "ppo_rlhf.png"]
+         "ppo_rlhf.png", "reliability.png"]
+
+
+def reliability_plot(rows: list[dict], out: Path, plt) -> list[str]:
+    """Per rung, held-out problems bucketed by the model's sampled pass-rate (`ladder eval --pass_k`):
+    greedy accuracy per bucket against the bucket's pass-rate. On the diagonal, a model's confidence
+    (how often its samples are right) says how often its answer is; a model that knows what it does not
+    know can abstain on the buckets at the bottom left."""
+    curves = [(r["stage"], r["metrics"]["eval/reliability"]) for r in rows
+              if isinstance(r["metrics"].get("eval/reliability"), list) and r["metrics"]["eval/reliability"]]
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 100], [0, 100], color="grey", linestyle=":", label="calibrated")
+    for stage, buckets in curves:
+        ax.plot([100 * b["pass_rate"] for b in buckets], [100 * b["accuracy"] for b in buckets], marker="o",
+                label=stage)
+    ax.set_xlabel("sampled pass-rate of the problem (%)")
+    ax.set_ylabel("greedy accuracy (%)")
+    ax.set_title("confidence against accuracy (held-out)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=100)
+    plt.close(fig)
+    return ["reliability.png"]
 
 
 def rl_plots(rows: list[dict], out: Path, plt) -> list[str]:
@@ -244,11 +273,13 @@ def write_report(run) -> str:
     """Writes report.md, report.json and plots into the run dir; returns the markdown."""
     run = Path(run)
     rows = collect(run)
+    abstains = any((r["metrics"].get("eval/abstain_rate") or 0) > 0 for r in rows)
+    columns = [c for c in METRICS if abstains or c[0] not in ABSTAIN_COLUMNS]
     lines = [f"# ladder report card: {run.name}", "",
-             "| rung | " + " | ".join(c[0] for c in METRICS) + " | prompted with |",
-             "|---|" + "---|" * len(METRICS) + "---|"]
+             "| rung | " + " | ".join(c[0] for c in columns) + " | prompted with |",
+             "|---|" + "---|" * len(columns) + "---|"]
     for r in rows:
-        cells = [_cell(r["metrics"], key, fmt) for _, key, fmt in METRICS]
+        cells = [_cell(r["metrics"], key, fmt) for _, key, fmt in columns]
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {r['prompting'] or ''} |")
     n = next((r["metrics"]["eval/n"] for r in rows if r["metrics"].get("eval/n")), None)
     if n:
@@ -259,7 +290,11 @@ def write_report(run) -> str:
                   "characters of the whole answer and of its <think> block; `human` is the hidden preference "
                   "rule's score of the answers' tone (-1 to 1; no trainer sees that rule); pass@1 and pass@k "
                   "come from k samples per problem at temperature 1."]
+        if abstains:
+            lines[-1] += (" `abstain` is the share of answers that are only \"I don't know\" "
+                          "(ladder.rewards.abstained); `hallucination` the share wrong among the answers that are not.")
     lines += per_kind_table(rows)
+    lines += comparisons(rows)
     images = plot(rows, run)
     lines += [""] + [f"![{name}]({name})" for name in images]
     samples = [(r["stage"], r["metrics"].get("eval/samples")) for r in rows]
@@ -270,6 +305,77 @@ def write_report(run) -> str:
     atomic_write_text(run / "report.md", text)
     atomic_write_json(run / "report.json", {"run": run.name, "rows": rows})
     return text
+
+
+# Rungs trained on the same data from the same SFT start by two methods: the report compares them.
+PAIRS = [("ppo", "dpo", "the same preference pairs: PPO through the reward model, DPO on the pairs directly"),
+         ("grpo", "rloo", "the same prompts and rewards: GRPO's group-normalised advantage, RLOO's leave-one-out")]
+
+
+def paired_difference(a: Path, b: Path) -> tuple[float, float, int] | None:
+    """(mean of b's score minus a's on the same held-out problems, its standard error, n) from the two
+    rungs' eval_completions.jsonl: paired, so the problems' own difficulty cancels out."""
+    def scores(path):
+        f = Path(path) / COMPLETIONS
+        if not f.is_file():
+            return {}
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        return {r["prompt"]: float(r["score"] or 0.0) for r in rows}
+
+    x, y = scores(a), scores(b)
+    common = [p for p in x if p in y]
+    if len(common) < 2:
+        return None
+    d = [y[p] - x[p] for p in common]
+    mean = sum(d) / len(d)
+    var = sum((v - mean) ** 2 for v in d) / (len(d) - 1)
+    return mean, (var / len(d)) ** 0.5, len(d)
+
+
+def _per_step(m: dict) -> float | None:
+    """Seconds per training step: the trainer's own step times where the stage logged them (GRPO, RLOO:
+    held-out curves excluded), else the stage's wall time over its steps."""
+    if isinstance(m.get("seconds_per_step"), (int, float)):
+        return m["seconds_per_step"]
+    seconds, steps = m.get("seconds"), m.get("steps")
+    return seconds / steps if isinstance(seconds, (int, float)) and isinstance(steps, int) and steps else None
+
+
+def _at_step(row: dict, step: int) -> float | None:
+    """Held-out accuracy of an RL rung at `step`, from its curve (the before/after points included)."""
+    pts = dict((int(s), v) for s, v in row["curves"].get(HELDOUT + "accuracy", []))
+    return pts.get(step)
+
+
+def comparisons(rows: list[dict]) -> list[str]:
+    """PPO against DPO and GRPO against RLOO, where a run has both: held-out accuracy (paired difference
+    and its standard error), what the preference rungs were trained for (reward-model score, the hidden
+    human), and time per training step."""
+    by = {r["stage"]: r for r in rows}
+    out = []
+    for a, b, what in PAIRS:
+        if a not in by or b not in by or "eval/accuracy" not in by[a]["metrics"] or "eval/accuracy" not in by[b]["metrics"]:
+            continue
+        ma, mb = by[a]["metrics"], by[b]["metrics"]
+        line = [f"- **{b} vs {a}** ({what}): held-out accuracy {mb['eval/accuracy']:.1%} vs {ma['eval/accuracy']:.1%}"]
+        diff = paired_difference(by[a]["path"], by[b]["path"])
+        if diff:
+            mean, se, n = diff
+            verdict = "within the noise" if abs(mean) < 2 * se else ("higher" if mean > 0 else "lower")
+            line.append(f"paired over {n} problems {100 * mean:+.1f} points (SE {100 * se:.1f}: {verdict})")
+        for label, key, fmt in (("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}")):
+            if isinstance(ma.get(key), (int, float)) and isinstance(mb.get(key), (int, float)):
+                line.append(f"{label} {fmt.format(mb[key])} vs {fmt.format(ma[key])}")
+        sa, sb = _per_step(ma), _per_step(mb)
+        if sa and sb:
+            line.append(f"{sb:.1f} vs {sa:.1f} s per step ({mb['steps']} vs {ma['steps']} steps)")
+        steps = mb.get("steps")
+        if by[a]["stage"] == "grpo" and isinstance(steps, int) and steps != ma.get("steps"):
+            at = _at_step(by[a], steps)
+            if at is not None:
+                line.append(f"{a} at step {steps}: {at:.1%}")
+        out.append("; ".join(line))
+    return ["", "Two methods on the same data, from the same SFT model:", "", *out] if out else []
 
 
 def load_report(run) -> dict:

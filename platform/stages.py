@@ -23,6 +23,7 @@ class Stage:
     inputs: dict = field(default_factory=dict)  # {config key: output dir it reads}, filled in by `ladder run`
     writes_text: bool = False  # a model that answers prompts: evaluated, shown in the app
     rl: bool = False  # trained on its own samples: the report plots its RL curves
+    optional: bool = False  # run by `ladder run` only when the recipe has its section
 
 
 STAGES = (
@@ -36,8 +37,16 @@ STAGES = (
     Stage("sft", "ladder.sft", "sft", "SFTStageConfig",
           "supervised fine-tuning on chat data (TRL SFTTrainer, LoRA/QLoRA)",
           {"model": "base", "data": "data"}, writes_text=True),
+    # Probe writes data, not a model: what the SFT model knows, for an SFT run that teaches it "I don't know".
+    Stage("probe", "ladder.probe", "probe", "ProbeConfig",
+          "sample the model k times per question: an SFT set of its right answers and \"I don't know\"",
+          {"model": "sft", "data": "data"}, optional=True),
     Stage("rm", "ladder.rm", "rm", "RMStageConfig",
           "train a reward model on preference pairs (TRL RewardTrainer)", {"model": "sft", "data": "data"}),
+    # DPO learns from the same pairs as the reward model, but trains the SFT model on them directly.
+    Stage("dpo", "ladder.dpo", "dpo", "DPOStageConfig",
+          "preference tuning on the pairs, no reward model (TRL DPOTrainer, LoRA)",
+          {"model": "sft", "data": "data"}, writes_text=True, optional=True),
     Stage("ppo", "ladder.ppo", "ppo", "PPOStageConfig",
           "RLHF with ladder's PPO (critic, GAE, clipping, KL to reference)",
           {"model": "sft", "reward_model": "rm", "data": "data"}, writes_text=True, rl=True),
@@ -45,6 +54,10 @@ STAGES = (
     Stage("grpo", "ladder.grpo", "grpo", "GRPOStageConfig",
           "reasoning by practice on verifiable rewards (TRL GRPOTrainer, vLLM)",
           {"model": "sft", "data": "data"}, writes_text=True, rl=True),
+    # RLOO: GRPO's prompts and rewards with the leave-one-out estimator, from the same SFT start.
+    Stage("rloo", "ladder.rloo", "rloo", "RLOOStageConfig",
+          "the same practice with REINFORCE leave-one-out (TRL RLOOTrainer, vLLM)",
+          {"model": "sft", "data": "data"}, writes_text=True, rl=True, optional=True),
 )
 OUTPUTS = [s.output for s in STAGES]  # stage directories in ladder order
 TEXT_OUTPUTS = [s.output for s in STAGES if s.writes_text]
@@ -55,10 +68,13 @@ RL_OUTPUTS = [s.output for s in STAGES if s.rl]
 METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
            ("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}"),
            ("length", "eval/mean_length", "{:.0f}"), ("thinking", "eval/think_length", "{:.0f}"),
+           ("abstain", "eval/abstain_rate", "{:.1%}"), ("hallucination", "eval/hallucination_rate", "{:.1%}"),
            ("pass@1", "eval/pass@1", "{:.1%}"), ("pass@k", "eval/pass@k", "{:.1%}"),
            ("pairwise acc.", "pairwise_accuracy", "{:.1%}"), ("eval loss", "eval_loss", "{:.3f}"),
            ("time", "seconds", None)]
 RUNS_COLUMNS = ("accuracy", "format", "RM score", "pairwise acc.", "eval loss")
+# shown only when some rung abstains ("I don't know"): a ladder that never does gets no empty columns
+ABSTAIN_COLUMNS = ("abstain", "hallucination")
 
 
 def run_stages(run) -> dict[str, Path]:

@@ -61,6 +61,10 @@ def rm(tiny_run, tmp_path, capsys, **recipe):
     return run("rm", tmp_path, capsys, **{"model": str(tiny_run / "base"), "test_split": None, **recipe})
 
 
+def dpo(tiny_run, tmp_path, capsys, **recipe):
+    return run("dpo", tmp_path, capsys, **{"model": str(tiny_run / "base"), "test_split": None, **recipe})
+
+
 def grpo(tiny_run, tmp_path, capsys, **recipe):
     if "data" not in recipe:
         recipe["data"] = str(_jsonl(tmp_path / "rl.jsonl", [RL] * 8))
@@ -140,6 +144,18 @@ def test_preference_answer_of_the_wrong_shape_names_row_and_column(tiny_run, tmp
     assert str(f) in line and "row 1: 'rejected' turn 0 (assistant) has no text content" in line
 
 
+def test_dpo_pairs_missing_a_column_or_identical_name_file_and_row(tiny_run, tmp_path, capsys):
+    """DPO reads the pairs the reward model reads, checked the same way (ladder.data.prefs)."""
+    f = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "What is 2 + 3?", "chosen": "5"}])
+    assert f"{f}: missing column 'rejected' needed for prefs data" in dpo(tiny_run, tmp_path, capsys, data=str(f))
+    f = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "5", "rejected": "6"},
+                                          {"prompt": "q", "chosen": "5", "rejected": "5"}])
+    assert f"{f}[train] row 1: chosen and rejected are identical" in dpo(tiny_run, tmp_path, capsys, data=str(f))
+    f = _jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": [{"role": "assistant"}], "rejected": "6"}])
+    line = dpo(tiny_run, tmp_path, capsys, data=str(f))
+    assert f"{f}[train] row 0: 'chosen' turn 0 (assistant) has no text content" in line
+
+
 def test_rl_prompt_of_the_wrong_shape_names_the_row(tiny_run, tmp_path, capsys):
     f = _jsonl(tmp_path / "rl.jsonl", [RL, {"prompt": 5, "answer": "5"}])
     line = grpo(tiny_run, tmp_path, capsys, data=str(f), rewards=["format_reward"])
@@ -204,6 +220,30 @@ def test_group_check_names_the_options_the_recipe_sets():
         check_generation_groups(cfg)
 
 
+def rloo(tiny_run, tmp_path, capsys, **recipe):
+    """`ladder rloo`: GRPO's prompts, rewards and groups, checked by the same code (ladder.online_rl)."""
+    if "data" not in recipe:
+        recipe["data"] = str(_jsonl(tmp_path / "rl.jsonl", [RL] * 8))
+    return run("rloo", tmp_path, capsys, **{"model": str(tiny_run / "base"), "per_device_train_batch_size": 8,
+                                            "num_generations": 4, "eval_samples": 0, **recipe})
+
+
+def test_rloo_rewards_and_groups_are_checked_before_any_model_loads(tiny_run, tmp_path, capsys):
+    no_gold = _jsonl(tmp_path / "rl.jsonl", [{"prompt": "What is 2 + 3?", "solution": "5"}] * 8)
+    line = rloo(tiny_run, tmp_path, capsys, data=str(no_gold), rewards=["math_accuracy"])
+    assert "reward 'math_accuracy' needs column 'answer'" in line and "(columns: prompt, solution)" in line
+    (tmp_path / "broken.py").write_text("def score(:\n")
+    line = rloo(tiny_run, tmp_path, capsys, rewards=[f"{tmp_path}/broken.py:score"])
+    assert f"importing {tmp_path}/broken.py failed (SyntaxError" in line
+    line = rloo(tiny_run, tmp_path, capsys, rewards=["my_reward"])
+    assert "reward 'my_reward': unknown built-in" in line
+    line = rloo(tiny_run, tmp_path, capsys, rewards=["format_reward"], per_device_train_batch_size=30,
+                num_generations=8)
+    assert str(tmp_path / "rloo.yaml") in line and "num_generations (8)" in line and "30" in line
+    line = rloo(tiny_run, tmp_path, capsys, rewards=["format_reward"], rollout_backend="sglang")
+    assert "rollout_backend must be one of hf, vllm, got 'sglang'" in line
+
+
 def test_model_path_that_does_not_exist(tiny_run, tmp_path, capsys):
     line = run("sft", tmp_path, capsys, model=str(tmp_path / "runs" / "base"), data=str(tiny_run / "data"))
     assert f"model '{tmp_path / 'runs' / 'base'}': no such checkpoint folder" in line
@@ -257,12 +297,15 @@ def test_failing_runs_leave_a_finished_checkpoint_untouched(tiny_run, tmp_path, 
         ("sft", {"model": str(tmp_path / "nope"), "data": str(tiny_run / "data")}),
         ("sft", {"data": str(tiny_run / "data"), "learning_rate": "fast"}),
         ("rm", {"data": str(bad_pairs), "test_split": None}),
+        ("dpo", {"data": str(bad_pairs), "test_split": None}),
         ("grpo", {"data": str(no_gold), "rewards": ["math_accuracy"], "per_device_train_batch_size": 8,
                   "num_generations": 4}),
         ("grpo", {"data": str(no_gold), "rewards": [f"{tmp_path}/missing.py:f"], "per_device_train_batch_size": 8,
                   "num_generations": 4}),
         ("grpo", {"data": str(no_gold), "rewards": ["format_reward"], "per_device_train_batch_size": 30,
                   "num_generations": 8}),
+        ("rloo", {"data": str(no_gold), "rewards": ["math_accuracy"], "per_device_train_batch_size": 8,
+                  "num_generations": 4}),
     ]:
         recipe = {"model": str(tiny_run / "base"), **recipe, "output_dir": str(out)}
         run(stage, tmp_path, capsys, **recipe)

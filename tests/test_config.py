@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ladder.config import load_config, parse_overrides, to_dict
+from ladder.config import load_config, option, parse_overrides, to_dict
 from ladder.errors import LadderError
 
 
@@ -71,7 +71,7 @@ class Helped:
     steps: int = 10
     lr: float = field(default=1e-3, metadata={"help": "Step size of the optimizer."})
     tags: list[str] = field(default_factory=lambda: ["a"])
-    split: str | None = "test"  # which split to read
+    split: str | None = option("test", "which split to read")
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -131,6 +131,36 @@ def test_help_for_every_stage(capsys):
         assert packages[0] == "ladder" and packages == sorted(packages, key=lambda p: p != "ladder"), groups
         if stage in ("sft", "rm", "grpo"):
             assert "trl" in packages and packages[-1] == "transformers", groups
+
+
+def test_every_option_ladder_declares_has_help():
+    """Help lives in the field (`option(default, help)`, TRL's metadata convention), so `--help` can say what
+    each option does: a ladder field without it fails here. Fields ladder re-declares only to change a TRL
+    default keep TRL's help."""
+    import dataclasses
+    import importlib
+
+    from ladder.cli import COMMANDS
+    from ladder.stages import STAGES
+
+    configs = [(s.module, s.config) for s in STAGES] + [("ladder.eval", "EvalConfig"),
+                                                         ("ladder.vllm_serve", "ServeConfig"),
+                                                         ("ladder.pretrain.gguf", "ImportGGUFConfig")]
+    assert {m for m, _ in configs} >= {m for name, (m, _) in COMMANDS.items() if name not in ("run", "runs", "app",
+                                                                                                "rewards")}
+    missing = []
+    for module, name in configs:
+        cls = getattr(importlib.import_module(module), name)
+        for f in dataclasses.fields(cls):
+            owner = next(k for k in cls.__mro__ if f.name in vars(k).get("__annotations__", {}))
+            if f.init and owner.__module__.startswith("ladder") and not _help_along_mro(cls, f.name):
+                missing.append(f"{owner.__name__}.{f.name}")
+    assert not missing, missing
+
+
+def _help_along_mro(cls, name) -> bool:
+    return any(vars(k).get("__dataclass_fields__", {}).get(name) is not None
+               and vars(k)["__dataclass_fields__"][name].metadata.get("help") for k in cls.__mro__)
 
 
 def test_run_help_prints_usage(capsys):

@@ -16,10 +16,12 @@ PACKAGES = {"platform": "ladder", "rewards": "ladder.rewards", "datasets": "ladd
 
 CORE = {"ladder.errors", "ladder.config", "ladder.manifest", "ladder.checkpoint", "ladder.runtime", "ladder.stages"}
 COMPONENTS = {"ladder.models", "ladder.distributed", "ladder.evaluation", "ladder.generation", "ladder.rollout",
-              "ladder.ppo_math", "ladder.lora", "ladder.report", "ladder.pretrain", "ladder.pretrain.model",
-              "ladder.data", "ladder.rewards"}  # ladder.data.* and ladder.rewards.* (but their CLIs, below)
-STAGES = {"ladder.sft", "ladder.rm", "ladder.ppo", "ladder.grpo", "ladder.eval", "ladder.data.build",
-          "ladder.pretrain.tokenizer", "ladder.pretrain.train", "ladder.pretrain.gguf", "ladder.vllm_serve"}
+              "ladder.samplers", "ladder.ppo_math", "ladder.lora", "ladder.report", "ladder.online_rl", "ladder.pretrain",
+              "ladder.pretrain.model", "ladder.data",
+              "ladder.rewards"}  # ladder.data.* and ladder.rewards.* (but their CLIs, below)
+STAGES = {"ladder.sft", "ladder.rm", "ladder.dpo", "ladder.ppo", "ladder.grpo", "ladder.rloo", "ladder.eval",
+          "ladder.probe", "ladder.data.build", "ladder.pretrain.tokenizer", "ladder.pretrain.train",
+          "ladder.pretrain.gguf", "ladder.vllm_serve"}
 # `python -m ladder.pretrain` is an entry point: it runs the pretraining stage
 FRONT_ENDS = {"ladder.cli", "ladder.pipeline", "ladder.registry", "ladder.apps", "ladder.rewards.cli",
               "ladder.pretrain.__main__"}

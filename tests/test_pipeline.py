@@ -61,11 +61,12 @@ def test_micro_ladder_end_to_end_then_skips_then_reruns_changed(micro, capsys):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no weights nor manifests touched
     assert time.time() - t0 < sum(first_seconds.values()) / 3
 
-    # a changed stage re-runs, with everything after it, and the eval
+    # a changed stage re-runs, with the stages that read what it made (none read PPO's), and the eval;
+    # GRPO comes after PPO but starts from SFT: it stays
     assert pipeline.main([str(recipe), "--ppo.max_steps", "3"]) == 0
     third = capsys.readouterr().out
-    assert third.count("up to date, skipped") == 5
-    assert "ppo       running" in third and "grpo      running" in third and "eval      scoring" in third
+    assert third.count("up to date, skipped") == 6
+    assert "ppo       running" in third and "grpo      up to date" in third and "eval      scoring" in third
     assert read_manifest(run / "ppo")["metrics"]["steps"] == 3
     model = run / "sft" / "model.safetensors"
     assert model.stat().st_mtime_ns == stamps[model]  # SFT comes before PPO: not retrained
@@ -88,3 +89,24 @@ def test_a_typo_in_any_stage_section_fails_before_any_work(tmp_path):
     with pytest.raises(LadderError, match="section 'eval': unknown key 'limt'"):
         pipeline.main([str(bad), "--eval.limt", "3"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_optional_rung_runs_only_when_the_recipe_names_it(tmp_path):
+    """DPO is an extra rung: without a `dpo` section (or with `skip: true`) the ladder is planned without
+    it; a section, even one key set from the command line, puts it in its place in ladder order."""
+    from ladder.pipeline import apply_overrides, plan
+    from ladder.stages import STAGES
+
+    run = tmp_path / "run"
+
+    def names(recipe):
+        return [step[0].name for step in plan(recipe, run)]
+
+    assert "dpo" in {s.name for s in STAGES if s.optional}
+    assert names({}) == [s.name for s in STAGES if not s.optional]
+    assert names({"dpo": {"skip": True}}) == names({})
+    assert names({"dpo": {"beta": 0.2}}) == [s.name for s in STAGES if not s.optional or s.name == "dpo"]
+    assert names(apply_overrides({}, {"dpo.beta": 0.2})) == names({"dpo": {}})
+    step = next(s for s in plan({"dpo": {"beta": 0.2}}, run) if s[0].name == "dpo")
+    assert step[2] == {"beta": 0.2, "model": str(run / "sft"), "data": str(run / "data"),
+                       "output_dir": str(run / "dpo")}

@@ -72,3 +72,62 @@ def test_report_shows_errors_kinds_pass_at_k_and_the_rl_signatures(tmp_path):
     assert rows["ppo"]["curves"]["heldout_judge/human_style"] == [[0, 0.05], [10, 0.5], [20, 0.8]]
     for png in ("grpo_signatures.png", "pass_at_k.png", "ppo_rlhf.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG" and f"![{png}]({png})" in text, png
+
+
+def test_abstain_columns_and_reliability_plot_appear_only_with_their_data(tmp_path):
+    run = tmp_path / "r"
+    buckets = [{"lo": 0.0, "hi": 0.2, "n": 30, "pass_rate": 0.05, "accuracy": 0.1},
+               {"lo": 0.8, "hi": 1.0, "n": 10, "pass_rate": 0.9, "accuracy": 0.8}]
+    write_manifest(run / "sft", stage="sft", config={}, metrics={
+        "eval/accuracy": 0.2, "eval/format_rate": 1.0, "eval/abstain_rate": 0.0, "eval/hallucination_rate": 0.8,
+        "eval/n": 40})
+    write_manifest(run / "probe", stage="probe", config={}, metrics={"known": 3, "unknown": 5})  # data: no row
+    text = write_report(run)
+    assert "abstain" not in text and "hallucination" not in text  # nobody abstains: no empty columns
+    assert "| sft | 20.0% | 100.0% |" in text and "| probe |" not in text
+    assert not (run / "reliability.png").exists()  # no pass@k samples, no plot
+
+    kinds = {"2-digit *": {"accuracy": 0.1, "se": 0.05, "n": 20, "abstain_rate": 0.6,
+                           "hallucination_rate": 0.75}}
+    write_manifest(run / "grpo", stage="grpo", config={}, metrics={
+        "eval/accuracy": 0.25, "eval/format_rate": 1.0, "eval/abstain_rate": 0.5, "eval/hallucination_rate": 0.5,
+        "eval/n": 40, "eval/per_kind": kinds, "eval/reliability": buckets})
+    text = write_report(run)
+    assert "| rung | accuracy | format | RM score | human | length | thinking | abstain | hallucination |" in text
+    assert "| sft | 20.0% | 100.0% |  |  |  |  | 0.0% | 80.0% |" in text
+    assert "| grpo | 25.0% | 100.0% |  |  |  |  | 50.0% | 50.0% |" in text
+    assert "| grpo | 10.0% ± 5.0 (60% abstain) |" in text
+    assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG" and "![reliability.png](reliability.png)" in text
+
+
+def test_two_methods_on_the_same_data_are_compared_paired(tmp_path):
+    """PPO vs DPO and GRPO vs RLOO: accuracy on the same problems as a paired difference with its SE (a gap
+    inside two SEs is called noise), the preference scores, seconds per step, GRPO's curve at RLOO's steps."""
+    run = tmp_path / "r"
+
+    def rung(name, right, **metrics):
+        write_manifest(run / name, stage=name, config={}, metrics={"eval/accuracy": sum(right) / len(right),
+                                                                    "eval/n": len(right), **metrics},
+                       history=metrics.pop("history", None))
+        rows = [{"prompt": f"q{i}", "completion": "", "score": float(r)} for i, r in enumerate(right)]
+        (run / name / "eval_completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    base = [1] * 10 + [0] * 30
+    rung("ppo", base, **{"eval/rm_score": 1.3, "eval/judge/human_style": 1.0, "seconds": 80.0, "steps": 40})
+    rung("dpo", base[:38] + [1, 1], **{"eval/rm_score": 0.2, "eval/judge/human_style": 0.5, "seconds": 30.0,
+                                        "steps": 100})  # two more right out of 40: noise
+    write_manifest(run / "grpo", stage="grpo", config={}, metrics={
+        "eval/accuracy": 0.9, "eval/n": 40, "seconds_per_step": 3.0, "steps": 60, "before/accuracy": 0.25,
+        "after/accuracy": 0.9}, history=[{"step": 20, "heldout_accuracy": 0.6}, {"step": 40, "heldout_accuracy": 0.8}])
+    (run / "grpo" / "eval_completions.jsonl").write_text("".join(
+        json.dumps({"prompt": f"q{i}", "score": 1.0 if i < 36 else 0.0}) + "\n" for i in range(40)))
+    rung("rloo", [1] * 12 + [0] * 28, **{"seconds_per_step": 2.5, "steps": 20})
+
+    text = write_report(run)
+    ppo_dpo = next(x for x in text.splitlines() if x.startswith("- **dpo vs ppo**"))
+    assert "30.0% vs 25.0%" in ppo_dpo and "+5.0 points" in ppo_dpo and "within the noise" in ppo_dpo
+    assert "RM score +0.20 vs +1.30" in ppo_dpo and "human +0.50 vs +1.00" in ppo_dpo
+    assert "0.3 vs 2.0 s per step" in ppo_dpo
+    grpo_rloo = next(x for x in text.splitlines() if x.startswith("- **rloo vs grpo**"))
+    assert "-60.0 points" in grpo_rloo and "lower" in grpo_rloo  # 24 of 40 fewer: far outside the noise
+    assert "2.5 vs 3.0 s per step (20 vs 60 steps)" in grpo_rloo and "grpo at step 20: 60.0%" in grpo_rloo

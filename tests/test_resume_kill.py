@@ -1,11 +1,11 @@
 """kill -9 after the first saved checkpoint, start again with --resume: the same final weights as a run
-never interrupted, for SFT, the reward model and GRPO (pretraining: tests/test_pretrain_train.py, PPO:
-tests/test_ppo.py).
+never interrupted, for SFT, the reward model, DPO, GRPO and RLOO (pretraining: tests/test_pretrain_train.py,
+PPO: tests/test_ppo.py).
 
 Each stage runs three times with the same arguments: straight through (in this process), as
 `python -m ladder.<stage>` killed with SIGKILL as soon as its first checkpoint is complete, and again
 with --resume on the killed run's output_dir. The subprocess gets this process's thread count, so the
-two compute alike; on the project's CPU all three stages come out bitwise equal. The tolerance
+two compute alike; on the project's CPU SFT, the reward model and GRPO come out bitwise equal. The tolerance
 (atol 1e-6) only absorbs float reassociation on other kernels: a lost data position, a reseeded
 sampler or a fresh score head differs by 1e-2 and more.
 """
@@ -80,74 +80,59 @@ def _trained(start, final, auto_class) -> None:
     assert any(not torch.equal(a[k], b[k]) for k in a if k in b)
 
 
-def test_sft_killed_and_resumed_matches_the_uninterrupted_run(tiny_run, tmp_path, monkeypatch):
-    """48 chats in batches of 8: 6 steps an epoch, 20 steps over 4 epochs, checkpoints every 4 steps
-    (mid-epoch): the resumed run must find its place in the epoch and in the shuffled order."""
-    from transformers import AutoModelForCausalLM
-
-    from ladder import sft
-
-    def args(out):
-        return ["--model", str(tiny_run / "base"), "--data", str(tiny_run / "data"), "--output_dir", str(out),
-                "--max_train_samples", "48", "--per_device_train_batch_size", "8", "--max_steps", "20",
-                "--save_steps", "4", "--eval_samples", "0", "--test_split", "null", "--report_to", "none",
-                "--logging_steps", "4", "--learning_rate", "2e-3"]
-
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert sft.main(args(straight)) == 0
-    _kill_after_first_checkpoint("sft", args(killed), killed)
-    steps = _count_steps(monkeypatch)
-    assert sft.main([*args(killed), "--resume", "true"]) == 0
-    assert read_manifest(killed)["metrics"]["steps"] == 20 and 0 < len(steps) < 20
-    _trained(tiny_run / "base", straight, AutoModelForCausalLM)
-    _same_weights(straight, killed, AutoModelForCausalLM)
+def _rl_args(data):
+    return ["--data", str(data), "--max_train_samples", "64", "--per_device_train_batch_size", "8",
+            "--num_generations", "4", "--max_completion_length", "16", "--max_steps", "4", "--save_steps", "2",
+            "--eval_samples", "0", "--report_to", "none", "--logging_steps", "1", "--learning_rate", "1e-3",
+            "--seed", "0", "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]']
 
 
-def test_rm_killed_and_resumed_matches_the_uninterrupted_run(tiny_sft, tmp_path, monkeypatch):
-    """The reward model's new score head is drawn at random: both runs must draw the same one (the
-    stage seeds before loading), and the resumed run must load it back from the checkpoint."""
-    from transformers import AutoModelForSequenceClassification
+def _pair_args(data, steps: int, lr: str):
+    return ["--data", str(data), "--max_train_samples", "48", "--per_device_train_batch_size", "8", "--max_steps",
+            str(steps), "--save_steps", "4", "--test_split", "null", "--report_to", "none", "--logging_steps", "4",
+            "--learning_rate", lr]
 
-    from ladder import rm
 
-    def args(out):
-        return ["--model", str(tiny_sft), "--data", str(tiny_sft.parent / "data"), "--output_dir", str(out),
-                "--max_train_samples", "48", "--per_device_train_batch_size", "8", "--max_steps", "16",
-                "--save_steps", "4", "--test_split", "null", "--report_to", "none", "--logging_steps", "4",
-                "--learning_rate", "2e-3"]
-
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert rm.main(args(straight)) == 0
-    _kill_after_first_checkpoint("rm", args(killed), killed)
-    steps = _count_steps(monkeypatch)
-    assert rm.main([*args(killed), "--resume", "true"]) == 0
-    assert read_manifest(killed)["metrics"]["steps"] == 16 and 0 < len(steps) < 16
-    _same_weights(straight, killed, AutoModelForSequenceClassification)
+# stage -> (the model it starts from: "base" or "sft", its arguments, steps, what a resumed run must get right)
+CASES = {
+    # 48 chats in batches of 8: 6 steps an epoch, 20 over 4 epochs, checkpoints every 4 steps (mid-epoch)
+    "sft": ("base", lambda data: ["--data", str(data), "--max_train_samples", "48", "--per_device_train_batch_size",
+                                  "8", "--max_steps", "20", "--save_steps", "4", "--eval_samples", "0", "--test_split",
+                                  "null", "--report_to", "none", "--logging_steps", "4", "--learning_rate", "2e-3"],
+            20, "its place in the epoch and in the shuffled order"),
+    "rm": ("sft", lambda data: _pair_args(data, 16, "2e-3"), 16,
+           "the same random score head (seeded before loading), loaded back from the checkpoint"),
+    "dpo": ("sft", lambda data: _pair_args(data, 8, "1e-3"), 8,
+            "training from the checkpoint against the same frozen reference, in the same order of pairs"),
+    "grpo": ("sft", _rl_args, 4, "the samples the uninterrupted run drew (the Trainer's RNG, TRL's prompt sampler)"),
+    "rloo": ("sft", _rl_args, 4, "the samples the uninterrupted run drew, as GRPO's trainer"),
+}
 
 
 @pytest.mark.slow
-def test_grpo_killed_and_resumed_matches_the_uninterrupted_run(tiny_run, tiny_sft, tmp_path, monkeypatch):
-    """Sampled rollouts: the resumed run must sample what the uninterrupted one sampled after the
-    checkpoint (the Trainer's RNG state and TRL's prompt sampler restored)."""
-    from transformers import AutoModelForCausalLM
+@pytest.mark.parametrize("stage", CASES)
+def test_killed_and_resumed_matches_the_uninterrupted_run(stage, tiny_run, tiny_sft, tmp_path, monkeypatch):
+    import importlib
 
-    from ladder import grpo
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    start, stage_args, total, _ = CASES[stage]
+    module = importlib.import_module(f"ladder.{stage}")
+    model = tiny_run / "base" if start == "base" else tiny_sft
+    auto = AutoModelForSequenceClassification if stage == "rm" else AutoModelForCausalLM
 
     def args(out):
-        return ["--model", str(tiny_sft), "--data", str(tiny_run / "data"), "--output_dir", str(out),
-                "--max_train_samples", "64", "--per_device_train_batch_size", "8", "--num_generations", "4",
-                "--max_completion_length", "16", "--max_steps", "6", "--save_steps", "2", "--eval_samples", "0",
-                "--report_to", "none", "--logging_steps", "1", "--learning_rate", "1e-3", "--seed", "0",
-                "--rewards", '[{"name": "length_penalty", "weight": 1.0}, "format_reward"]']
+        return ["--model", str(model), "--output_dir", str(out), *stage_args(tiny_run / "data")]
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert grpo.main(args(straight)) == 0
-    _kill_after_first_checkpoint("grpo", args(killed), killed)
+    assert module.main(args(straight)) == 0
+    _kill_after_first_checkpoint(stage, args(killed), killed)
     steps = _count_steps(monkeypatch)
-    assert grpo.main([*args(killed), "--resume", "true"]) == 0
-    assert read_manifest(killed)["metrics"]["steps"] == 6 and 0 < len(steps) < 6
-    _trained(tiny_sft, straight, AutoModelForCausalLM)
-    _same_weights(straight, killed, AutoModelForCausalLM)
+    assert module.main([*args(killed), "--resume", "true"]) == 0
+    assert read_manifest(killed)["metrics"]["steps"] == total and 0 < len(steps) < total  # it resumed
+    if stage != "rm":  # a reward model's score head is new: trained or not, it differs from the start
+        _trained(model, straight, auto)
+    _same_weights(straight, killed, auto)
 
 
 def test_resume_skips_a_checkpoint_killed_while_it_was_saved(tmp_path):

@@ -18,7 +18,7 @@ PRESETS = {
 }
 
 
-def build_config(preset: str, tokenizer, max_position_embeddings: int = 512):
+def model_config(preset: str, tokenizer, max_position_embeddings: int = 512):
     from transformers import AutoConfig, LlamaConfig
 
     ids = dict(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
@@ -38,7 +38,7 @@ def build_model(preset: str, tokenizer, max_position_embeddings: int = 512, seed
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    config = build_config(preset, tokenizer, max_position_embeddings)
+    config = model_config(preset, tokenizer, max_position_embeddings)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -245,12 +245,12 @@ def train(cfg: PretrainConfig) -> Metrics:
     metrics.seconds = time.time() - start
     metrics.tokens = tokens_per_step * step
     say_rank("pretrain", accelerator, step)
-    export(accelerator, model, tokenizer, cfg, metrics, step)
+    save_base(accelerator, model, tokenizer, cfg, metrics, step)
     end_training(accelerator)
     return metrics
 
 
-def export(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics, step: int) -> None:
+def save_base(accelerator, model, tokenizer, cfg: PretrainConfig, metrics: Metrics, step: int) -> None:
     """The final HF directory: model + tokenizer (with chat template) + ladder.json, written last."""
     from ladder.pretrain.model import n_params
 

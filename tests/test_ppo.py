@@ -409,13 +409,13 @@ def foreign_rm(tiny_run, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ladder.pretrain import tokenizer as tok_stage
-    from ladder.pretrain.model import build_config
+    from ladder.pretrain.model import model_config
 
     tok_dir, rm_dir = tmp_path / "foreign_tok", tmp_path / "foreign_rm"
     assert tok_stage.main(["--data", str(tiny_run / "data"), "--output_dir", str(tok_dir), "--vocab_size", "330",
                            "--max_texts", "300"]) == 0
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    config = build_config("tiny", tok)
+    config = model_config("tiny", tok)
     config.num_labels = 1
     AutoModelForSequenceClassification.from_config(config).save_pretrained(rm_dir)
     tok.save_pretrained(rm_dir)

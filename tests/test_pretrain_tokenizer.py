@@ -52,8 +52,8 @@ def test_vocab_too_small_is_rejected():
 
 
 def test_every_preset_has_a_head_size_vllm_cpu_supports(tok):
-    from ladder.pretrain.model import PRESETS, build_config
+    from ladder.pretrain.model import PRESETS, model_config
 
     for name in PRESETS:
-        c = build_config(name, tok)
+        c = model_config(name, tok)
         assert c.hidden_size // c.num_attention_heads in (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512), name

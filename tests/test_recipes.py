@@ -33,8 +33,13 @@ def test_recipe_fills_its_stage_config(path, monkeypatch):
 def test_ladder_recipes_plan_every_rung():
     from ladder.pipeline import plan
 
-    # DPO and RLOO are optional rungs: the tiny ladder names them, the micro one does not
-    for name, extra, last in (("tiny", ["dpo"], ["rloo"]), ("micro", [], [])):
-        steps = plan(read_yaml(ROOT / "recipes" / name / "ladder.yaml"), Path("runs") / name)
+    from ladder.pipeline import apply_overrides
+
+    # DPO and RLOO are optional rungs: named on the command line (`make methods`), they join the tiny ladder
+    methods = {"dpo.recipe": "recipes/tiny/dpo.yaml", "rloo.recipe": "recipes/tiny/rloo.yaml"}
+    for name, overrides, extra, last in (("tiny", {}, [], []), ("tiny", methods, ["dpo"], ["rloo"]),
+                                         ("micro", {}, [], [])):
+        recipe = apply_overrides(read_yaml(ROOT / "recipes" / name / "ladder.yaml"), overrides)
+        steps = plan(recipe, Path("runs") / name)
         assert [s[0].name for s in steps] == ["data", "tokenizer", "pretrain", "sft", "rm", *extra, "ppo", "grpo",
                                               *last]

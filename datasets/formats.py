@@ -107,6 +107,23 @@ def sft_row(rng: random.Random, p, steps_fraction: float) -> dict:
     }
 
 
+def tool_call(name: str, **arguments) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def calculator_chat(p: Problem) -> list[dict]:
+    """The same problem worked by the calculator tool: the reply calls it with the problem as written,
+    then answers in the usual format with the result it read (`<think> 1786</think><answer> 1786</answer>`:
+    the number is copied from just before, which a tiny model learns far sooner than restating the sum).
+    The expression keeps the space before its first number, for the reason `assistant` gives: ` 91` is
+    the token the question has, so the call copies it; `"91` would start with another one."""
+    expression = f" {p.a} {p.op} {p.b}"
+    return [{"role": "user", "content": question(p)},
+            {"role": "assistant", "content": "", "tool_calls": [tool_call("calculator", expression=expression)]},
+            {"role": "tool", "name": "calculator", "content": str(p.answer)},
+            {"role": "assistant", "content": f"<think> {p.answer}</think><answer> {p.answer}</answer>"}]
+
+
 def rl_row(p) -> dict:
     cd = isinstance(p, Countdown)
     return {

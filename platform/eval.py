@@ -13,6 +13,13 @@ greedy accuracy against sampled pass-rate); the share of answers that abstain ("
 share wrong among the rest (hallucination). Every answer goes to `eval_completions.jsonl` in the
 checkpoint's directory (prompt, completion, score and the row's gold columns). Base models are prompted few-shot in the corpus format,
 chat models through their chat template; the report says which.
+
+A checkpoint trained with tools (its ladder.json's config.tools: GRPO with `tools: [calculator]`) answers
+with them, through the loop it was trained with (ladder.generation.generate_with_tools), scored on its
+final answer (the last assistant message, never a tool's output), plus how it used them: tool_call_rate,
+tool_error_rate, accuracy_with_tool / accuracy_without_tool (per kind too); and, with
+`compare_without_tools`, once more without tools (accuracy_no_tools): what the tools are worth to it.
+`--tools '[calculator]'` gives every chat checkpoint these tools, `--tools '[]'` none.
 """
 
 from __future__ import annotations
@@ -24,6 +31,12 @@ from pathlib import Path
 from ladder.config import load_config, option
 from ladder.errors import LadderError
 from ladder.evaluation import COMPLETIONS, evaluate_checkpoint, load_judges, load_rows, resolve_backend
+
+
+# what an eval with tools adds (tool_stats, accuracy_no_tools); cleared when a later eval runs without them
+TOOL_METRICS = ("tool_call_rate", "tool_call_rate_se", "tool_error_rate", "accuracy_with_tool", "accuracy_with_tool_se",
+                "accuracy_without_tool", "accuracy_without_tool_se", "accuracy_no_tools", "accuracy_no_tools_se",
+                "tools")
 
 
 @dataclass
@@ -45,6 +58,13 @@ class EvalConfig:
         help="functions scored on every answer for evaluation only, never a reward: names, module:fn, file.py:fn")
     pass_k: int = option(0, "k samples per problem (temperature 1) for pass@1 and pass@k of the chat rungs; 0: off")
     pass_k_limit: int | None = option(100, "problems the pass@k estimate uses (k x this many completions per rung)")
+    tools: list | str | None = option(
+        None, "tools the chat checkpoints may call (names, module:fn, file.py:fn); unset: each checkpoint's own "
+              "(its ladder.json config.tools), [] none; base models never get tools")
+    compare_without_tools: bool = option(True, "a checkpoint evaluated with tools is evaluated once more without "
+                                               "them (accuracy_no_tools)")
+    max_tool_calls: int | None = option(None, "rounds of tool calls per answer; unset: the checkpoint's "
+                                              "max_tool_calling_iterations, else 3")
     backend: str = option("auto", "hf, vllm, or auto: vLLM on a GPU, HF generate on CPU (faster for tiny models)")
     report: bool = option(True, "write report.md, report.json and the plots into the run dir")
 
@@ -53,8 +73,31 @@ class EvalConfig:
             raise LadderError(f"backend must be auto, hf or vllm, got '{self.backend}'")
         if isinstance(self.judge, str):
             self.judge = [self.judge]
+        if isinstance(self.tools, (str, dict)):
+            self.tools = [self.tools]
         if self.pass_k < 0 or self.pass_k == 1:
             raise LadderError(f"pass_k must be 0 (off) or at least 2, got {self.pass_k}")
+
+
+def checkpoint_tools(path, cfg) -> tuple[list, int]:
+    """(tool specs, rounds of calls) a checkpoint is evaluated with: cfg.tools if set, else those in its
+    manifest's config; none for a base model or a tokenizer that cannot render tools (said on one line)."""
+    from ladder.generation import is_chat_model
+    from ladder.manifest import read_manifest
+    from ladder.models import load_tokenizer
+
+    trained = read_manifest(path).get("config") or {}
+    specs = cfg.tools if cfg.tools is not None else trained.get("tools") or []
+    given = (cfg.max_tool_calls, trained.get("max_tool_calling_iterations"))
+    rounds = next((r for r in given if isinstance(r, int)), 3)
+    if not specs or not is_chat_model(path):
+        return [], rounds
+    try:
+        load_tokenizer(str(path), tools=True)
+    except LadderError as e:
+        print(f"eval {path}: without tools ({e})")
+        return [], rounds
+    return list(specs), rounds
 
 
 def main(argv=None) -> int:
@@ -84,8 +127,22 @@ def main(argv=None) -> int:
     backend = resolve_backend(cfg.backend)
     results = {}
     for p in paths:
+        specs, rounds = checkpoint_tools(p, cfg)
+        tools = None
+        if specs:
+            from ladder.tools import load_tools  # here: eval runs without the tools module when none is used
+
+            tools = load_tools(specs)
         stats = evaluate_checkpoint(p, rows, max_new_tokens=cfg.max_new_tokens, reward_model=rm, backend=backend,
-                                    judges=judges, pass_k=cfg.pass_k, pass_k_rows=rows[:cfg.pass_k_limit])
+                                    judges=judges, pass_k=cfg.pass_k, pass_k_rows=rows[:cfg.pass_k_limit],
+                                    tools=tools, max_calls=rounds)
+        if tools and cfg.compare_without_tools:
+            plain = evaluate_checkpoint(p, rows, max_new_tokens=cfg.max_new_tokens, backend=backend)
+            stats["accuracy_no_tools"], stats["accuracy_no_tools_se"] = plain["accuracy"], plain["accuracy_se"]
+        if tools:
+            stats["tools"] = [fn.__name__ for fn in tools]
+        earlier = read_manifest(p).get("metrics", {})  # an earlier eval's tool numbers must not outlive it
+        stats.update({k: None for k in TOOL_METRICS if k not in stats and f"eval/{k}" in earlier})
         # every answer, for reading what a rung learnt (the manifest keeps three)
         atomic_write_text(p / COMPLETIONS, "".join(json.dumps(c) + "\n" for c in stats.pop("completions")))
         update_metrics(p, {f"eval/{k}": v for k, v in stats.items()})
@@ -93,8 +150,13 @@ def main(argv=None) -> int:
         acc = stats["accuracy"]
         idk = (f" abstain {stats['abstain_rate']:.1%} hallucination {stats['hallucination_rate']:.1%}"
                if stats.get("abstain_rate") and stats.get("hallucination_rate") is not None else "")
-        print(f"eval {p}: accuracy {acc:.1%} ± {stats['accuracy_se']:.1%} format {stats['format_rate']:.1%}{idk} "
-              f"({stats['prompting']})" if acc is not None else f"eval {p}: format {stats['format_rate']:.1%}")
+        used = ""
+        if stats.get("tool_call_rate") is not None:
+            used = f" tool calls {stats['tool_call_rate']:.1%}"
+            if stats.get("accuracy_no_tools") is not None:
+                used += f" (without tools: accuracy {stats['accuracy_no_tools']:.1%})"
+        print(f"eval {p}: accuracy {acc:.1%} ± {stats['accuracy_se']:.1%} format {stats['format_rate']:.1%}{idk}"
+              f"{used} ({stats['prompting']})" if acc is not None else f"eval {p}: format {stats['format_rate']:.1%}")
     if run is not None and cfg.report:
         from ladder.report import write_report
 

@@ -92,17 +92,59 @@ def _kind_stats(scored: list[tuple[float, bool]]) -> dict:
             "hallucination_rate": stats["hallucination_rate"]}
 
 
+def tool_stats(transcripts: list[list[dict]], per_row: list, rows: list[dict] | None = None) -> dict:
+    """How a model used its tools, from its completions' messages: `tool_call_rate` (share of rows whose
+    completion made at least one call) with its standard error, `tool_error_rate` (share of the calls run
+    whose result is an error; None when none ran), `accuracy_with_tool` / `accuracy_without_tool`
+    (accuracy among the scored rows that did / did not call; None when there is no such row) with their
+    standard errors, and with `rows`, `per_kind` {kind: {"tool_call_rate", "n"}} over the scored rows."""
+    from ladder.generation import is_tool_error
+
+    called = [any(m.get("role") == "assistant" and m.get("tool_calls") for m in t) for t in transcripts]
+    results = [m for t in transcripts for m in t if m.get("role") == "tool"]
+    rate = mean_se([float(c) for c in called]) if called else (None, None)
+    out = {"tool_call_rate": rate[0], "tool_call_rate_se": rate[1]}
+    out["tool_error_rate"] = sum(map(is_tool_error, results)) / len(results) if results else None
+    for name, want in (("with", True), ("without", False)):
+        scores = [s for s, c in zip(per_row, called) if s is not None and c == want]
+        acc, se = mean_se(scores) if scores else (None, None)
+        out[f"accuracy_{name}_tool"], out[f"accuracy_{name}_tool_se"] = acc, se
+    kinds: dict[str, list[float]] = {}
+    for r, s, c in zip(rows or [], per_row, called):
+        if s is not None and r.get("kind"):
+            kinds.setdefault(r["kind"], []).append(float(c))
+    out["per_kind"] = {k: {"tool_call_rate": sum(v) / len(v), "n": len(v)} for k, v in kinds.items()}
+    return out
+
+
 def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max_new_tokens: int = 64,
                    reward_model: str | None = None, texts: list[str] | None = None, judges: dict | None = None,
-                   keep_completions: bool = False) -> dict:
+                   keep_completions: bool = False, tools: list | None = None,
+                   transcripts: list[list[dict]] | None = None, max_calls: int = 3) -> dict:
     """Greedy answers to held-out rows (or the given `texts`), scored; `samples` keeps a few, and with
-    `keep_completions` `completions` holds every one (prompt, completion, score, the row's gold columns)."""
-    from ladder.generation import generate
+    `keep_completions` `completions` holds every one (prompt, completion, score, the row's gold columns).
+
+    With `tools` (chat models), answers come from generate_with_tools (or the given `transcripts`), each
+    scored on its final answer (final_text: the last assistant message, never a tool's output), plus
+    tool_stats (call rate, error rate, accuracy with and without a call, per kind); kept completions and
+    samples carry `messages`, the whole transcript."""
+    from ladder.generation import final_text, generate, generate_with_tools
 
     prompts = [r["prompt"] for r in rows]
+    if tools and chat and transcripts is None and texts is None:
+        transcripts = generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=max_new_tokens,
+                                          max_calls=max_calls)
+    if transcripts is not None:
+        texts = [final_text(t) for t in transcripts]
     if texts is None:
         texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
     stats = score_texts(texts, rows, judges)
+    if transcripts is not None:
+        used = tool_stats(transcripts, stats["per_row"], rows)
+        for kind, v in used.pop("per_kind").items():
+            if kind in stats["per_kind"]:
+                stats["per_kind"][kind]["tool_call_rate"] = v["tool_call_rate"]
+        stats.update(used)
     if reward_model:
         from ladder.models import score
 
@@ -110,6 +152,9 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     stats["prompting"] = "chat template" if chat else "few-shot"
     done = [{"prompt": p if isinstance(p, str) else p[-1]["content"], "completion": t, "score": s}
             for p, t, s in zip(prompts, texts, stats.pop("per_row"))]
+    if transcripts is not None:
+        for d, t in zip(done, transcripts):
+            d["messages"] = t
     stats["samples"] = done[:3]
     if keep_completions:
         gold = ("kind", "answer", "numbers", "target")
@@ -117,12 +162,29 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     return stats
 
 
-def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
-                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32) -> list[str]:
-    """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
-    (each batch holds different problems, as in one pass over the rows per sample)."""
-    from ladder.generation import generate
+def sample_transcripts(model, tokenizer, rows: list[dict], *, samples: int, temperature: float, tools: list,
+                       max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32,
+                       max_calls: int = 3) -> list[list[dict]]:
+    """sample_answers with tools: each answer's messages (generate_with_tools), in the same sample-major order."""
+    from ladder.generation import generate_with_tools
 
+    prompts = [r["prompt"] for r in rows] * samples
+    return generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=max_new_tokens, temperature=temperature,
+                               seed=seed, batch_size=batch_size, max_calls=max_calls)
+
+
+def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
+                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32, tools: list | None = None,
+                   max_calls: int = 3) -> list[str]:
+    """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
+    (each batch holds different problems, as in one pass over the rows per sample). With `tools`, each
+    answer is its completion's final_text."""
+    from ladder.generation import final_text, generate
+
+    if tools:
+        return [final_text(t) for t in sample_transcripts(
+            model, tokenizer, rows, samples=samples, temperature=temperature, tools=tools,
+            max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, max_calls=max_calls)]
     prompts = [r["prompt"] for r in rows] * samples
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                     batch_size=batch_size)
@@ -137,18 +199,31 @@ def pass_rates(per_row: list, n: int) -> list[float | None]:
 
 def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
                      max_new_tokens: int = 64, seed: int = 0, reward_model: str | None = None,
-                     judges: dict | None = None, per_problem: bool = False) -> dict:
+                     judges: dict | None = None, per_problem: bool = False, tools: list | None = None,
+                     max_calls: int = 3) -> dict:
     """`samples` answers per held-out row at `temperature`: their accuracy (`accuracy_sampled`, which is
     pass@1), the share of rows with at least one right answer (`pass@<samples>`) and, with a reward
     model, the mean score (`rm_score_sampled`), and each judge's (`judge/<name>_sampled`). What RL moves: greedy answers of an SFT model often
     already sit at the reward model's ceiling; and RL pulls pass@1 towards pass@k. With `per_problem`,
-    `pass_rates` holds each row's share of right samples (what the report's reliability plot buckets)."""
+    `pass_rates` holds each row's share of right samples (what the report's reliability plot buckets).
+    With `tools`, samples come from generate_with_tools, scored on their final answers, and
+    `tool_call_rate_sampled` is the share of samples that made a call."""
+    from ladder.generation import final_text
+
     n = len(rows)
-    texts = sample_answers(model, tokenizer, rows, samples=samples, temperature=temperature,
-                           max_new_tokens=max_new_tokens, seed=seed)
+    transcripts = None
+    if tools:
+        transcripts = sample_transcripts(model, tokenizer, rows, samples=samples, temperature=temperature, tools=tools,
+                                         max_new_tokens=max_new_tokens, seed=seed, max_calls=max_calls)
+        texts = [final_text(t) for t in transcripts]
+    else:
+        texts = sample_answers(model, tokenizer, rows, samples=samples, temperature=temperature,
+                               max_new_tokens=max_new_tokens, seed=seed)
     rows = rows * samples
     out = {}
     stats = score_texts(texts, rows, judges)
+    if transcripts is not None:
+        out["tool_call_rate_sampled"] = tool_stats(transcripts, stats["per_row"])["tool_call_rate"]
     out.update({f"{k}_sampled": v for k, v in stats.items() if k.startswith("judge/") and v is not None})
     if stats["accuracy"] is not None:
         out["accuracy_sampled"] = stats["accuracy"]
@@ -198,26 +273,44 @@ def resolve_backend(backend: str) -> str:
 
 
 def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None, backend: str = "hf",
-                        judges: dict | None = None, pass_k: int = 0, pass_k_rows: list | None = None) -> dict:
+                        judges: dict | None = None, pass_k: int = 0, pass_k_rows: list | None = None,
+                        tools: list | None = None, max_calls: int = 3) -> dict:
+    """evaluate_model (and with `pass_k`, evaluate_sampled) on one checkpoint directory. With `tools`, a chat
+    checkpoint answers through generate_with_tools (HF generate: the loop runs in this process), its
+    tokenizer loaded to render and parse them; a base model (few-shot, not chat) never gets tools."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ladder.generation import generate_vllm, is_chat_model
 
     chat = is_chat_model(path)
+    tools = list(tools or []) if chat else []
+    if tools:
+        backend = "hf"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tools:
+            from ladder.models import load_tokenizer
+
+            tokenizer, grown = load_tokenizer(str(path), tools=True)
+        else:
+            tokenizer, grown = AutoTokenizer.from_pretrained(path), False
         model = None if backend == "vllm" else AutoModelForCausalLM.from_pretrained(path)
+    except LadderError:
+        raise
     except Exception as e:
         raise LadderError(f"checkpoint '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+    if grown:  # tool tokens new to this checkpoint (not trained with tools): embeddings to match
+        model.resize_token_embeddings(len(tokenizer))
     texts = generate_vllm(path, [r["prompt"] for r in rows], chat=chat, max_new_tokens=max_new_tokens) \
         if backend == "vllm" else None
     stats = evaluate_model(model, tokenizer, rows, chat=chat, max_new_tokens=max_new_tokens,
-                           reward_model=reward_model, texts=texts, judges=judges, keep_completions=True)
+                           reward_model=reward_model, texts=texts, judges=judges, keep_completions=True,
+                           tools=tools or None, max_calls=max_calls)
     stats["backend"] = backend
     if pass_k and chat and model is not None:
         sampled_rows = pass_k_rows or rows
         sampled = evaluate_sampled(model, tokenizer, sampled_rows, samples=pass_k, temperature=1.0,
-                                   max_new_tokens=max_new_tokens, per_problem=True)
+                                   max_new_tokens=max_new_tokens, per_problem=True, tools=tools or None,
+                                   max_calls=max_calls)
         stats["pass@1"] = sampled.get("accuracy_sampled")
         stats[f"pass@{pass_k}"] = sampled.get(f"pass@{pass_k}")
         if sampled.get("pass_rates") and sampled_rows == rows[:len(sampled_rows)]:  # the same problems, greedy
@@ -226,22 +319,24 @@ def evaluate_checkpoint(path, rows, *, max_new_tokens=64, reward_model=None, bac
 
 
 HELDOUT = "heldout_"  # prefix of per-step held-out metrics in a stage's history (the report's curves)
-CURVE_KEYS = ("accuracy", "format_rate", "mean_length", "think_length", "rm_score")
+CURVE_KEYS = ("accuracy", "format_rate", "mean_length", "think_length", "rm_score", "tool_call_rate")
 
 
 def heldout(model, tokenizer, rows: list[dict], *, max_new_tokens: int, reward_model: str | None = None,
-            judges: dict | None = None, samples: int = 0, temperature: float = 1.0, seed: int = 0) -> dict:
+            judges: dict | None = None, samples: int = 0, temperature: float = 1.0, seed: int = 0,
+            tools: list | None = None, max_calls: int = 3) -> dict:
     """What every stage records on held-out prompts: greedy accuracy (and its standard error), format
     rate, answer and thinking length, RM score and judges' scores; with `samples`, that many answers per
     prompt at `temperature` too (accuracy_sampled = pass@1, pass@<samples>, sampled RM and judge scores).
+    With `tools`, answers come from generate_with_tools (the tool numbers too: tool_call_rate, ...).
     A flat dict of numbers, ready for `before/`, `after/` or `heldout_` keys."""
     stats = evaluate_model(model, tokenizer, rows, chat=True, max_new_tokens=max_new_tokens,
-                           reward_model=reward_model, judges=judges)
+                           reward_model=reward_model, judges=judges, tools=tools, max_calls=max_calls)
     out = {k: v for k, v in stats.items() if isinstance(v, (int, float))}  # numbers only: `n` too
     if samples > 0:
         out.update(evaluate_sampled(model, tokenizer, rows, samples=samples, temperature=temperature,
                                     max_new_tokens=max_new_tokens, seed=seed, reward_model=reward_model,
-                                    judges=judges))
+                                    judges=judges, tools=tools, max_calls=max_calls))
     return out
 
 

@@ -139,3 +139,175 @@ def generate_vllm(path, prompts, *, chat: bool = True, max_new_tokens: int = 64,
     del llm
     gc.collect()
     return outs if chat else [o.split("\n\n")[0] for o in outs]
+
+
+# ---- tool calls: the loop TRL's GRPOTrainer runs in training (_tool_call_loop), for eval and the app ----
+def final_text(messages) -> str:
+    """A completion's answer: the content of its LAST assistant message ("" if none). Never a tool message:
+    a tool's output is not the model's answer (calling the calculator and stopping is not answering)."""
+    from ladder.rewards import completion_text  # the rule the rewards apply in training, the same function
+
+    return completion_text(messages or [])
+
+
+def run_tool_calls(calls: list[dict], tools) -> list[dict]:
+    """The tool messages for one assistant turn's calls, as TRL makes them: `fn(**arguments)` for the tool of
+    that `__name__`; an exception (or an unknown name) gives `str({"error": str(e)})`, which the model sees."""
+    import asyncio
+    import inspect
+
+    by_name = {fn.__name__: fn for fn in tools or []}
+    out = []
+    for call in calls:
+        if call.get("type") == "function":
+            function = call["function"]
+            name = function["name"]
+            try:
+                if name not in by_name:
+                    raise ValueError(f"Tool {name} not found.")
+                result = by_name[name](**function["arguments"])
+                if inspect.iscoroutine(result):  # TRL awaits async tools
+                    result = asyncio.run(result)
+            except Exception as e:
+                result = {"error": str(e)}
+        else:
+            name = call.get("name", "unknown")
+            result = {"error": f"Unsupported tool call type: {call.get('type')}"}
+        out.append({"role": "tool", "name": name, "content": str(result)})
+    return out
+
+
+TOOL_ERROR = "{'error': "  # how str({"error": ...}) starts: a failed call's result
+
+
+def is_tool_error(message: dict) -> bool:
+    return message.get("role") == "tool" and str(message.get("content", "")).startswith(TOOL_ERROR)
+
+
+def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
+    """The tokens that follow a tool-calling turn's EOS: the tool results and the next assistant header, as
+    TRL's _get_tool_suffix_ids renders them (a dummy conversation with and without them)."""
+    calls = [{"type": "function", "function": {"name": tool_messages[0]["name"], "arguments": {}}}]
+    dummy = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "", "tool_calls": calls}]
+    prefix = tokenizer.apply_chat_template(dummy, add_generation_prompt=False, tokenize=True, return_dict=False)
+    full = tokenizer.apply_chat_template(dummy + tool_messages, add_generation_prompt=True, tokenize=True,
+                                         return_dict=False)
+    eos = [i for i, t in enumerate(prefix) if t == tokenizer.eos_token_id]
+    if eos:
+        prefix = prefix[:eos[-1] + 1]
+    if full[:len(prefix)] != prefix:
+        raise ValueError("chat template: the tool-call turn does not render as a prefix of the turn with its results")
+    return full[len(prefix):]
+
+
+def _generate_rows(model, tokenizer, contexts: list[list[int]], budgets: list[int], *, batch_size: int, eos: list[int],
+                   temperature: float, top_p: float) -> list[list[int]]:
+    """One generation per token context (left-padded batches, as `generate`), cut after its first EOS
+    (kept, as TRL keeps it) and to its own budget."""
+    import torch
+
+    pad = tokenizer.pad_token_id
+    out: list[list[int]] = []
+    for i in range(0, len(contexts), batch_size):
+        chunk, limits = contexts[i:i + batch_size], budgets[i:i + batch_size]
+        width = max(len(c) for c in chunk)
+        enc = {"input_ids": torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=model.device),
+               "attention_mask": torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk],
+                                              device=model.device)}
+        config = generation_config(tokenizer, eos, max_new_tokens=max(limits), temperature=temperature, top_p=top_p)
+        for row, limit in zip(generate_ids(model, enc, config)[:, width:].tolist(), limits):
+            end = next((j + 1 for j, t in enumerate(row) if t in eos), len(row))
+            out.append(row[:min(end, limit)])
+    return out
+
+
+def generate_with_tools(model, tokenizer, prompts, tools, *, max_new_tokens: int = 64, batch_size: int = 32,
+                        temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                        max_calls: int = 3) -> list[list[dict]]:
+    """Each prompt's completion as messages ([assistant, tool, ..., assistant]), from the loop TRL's
+    GRPOTrainer runs while training with `tools` (_tool_call_loop), so a checkpoint is evaluated on what it
+    was trained to do: generate; parse the reply (trl's parse_response, the rendered prompt as prefix); run
+    its tool calls (run_tool_calls); continue from prompt + everything so far + the results' tokens (ids
+    concatenated, not re-rendered: the model reads its own tokens back, as in training).
+
+    A row stops when it answers without a call, after `max_calls` rounds of calls (a call in the last reply
+    is not run), or when its completion (generated and tool tokens, as TRL counts max_completion_length)
+    reaches `max_new_tokens`: the last reply is cut to fit, and results that would not fit are dropped
+    (the row ends on its call). `tokenizer` must render and parse tools (ladder.models.load_tokenizer(path,
+    tools=True)). Scored answers are `final_text(messages)`."""
+    import torch
+    from trl.chat_template_utils import parse_response
+
+    tools = list(tools or [])
+    convs = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    prompt_ids = [tokenizer(tokenizer.apply_chat_template(c, tools=tools or None, tokenize=False,
+                                                          add_generation_prompt=True),
+                            add_special_tokens=False)["input_ids"] for c in convs]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos = eos_ids(tokenizer, model)
+    longest = getattr(getattr(model, "config", None), "max_position_embeddings", None) or float("inf")
+    completion_ids: list[list[int]] = [[] for _ in prompts]
+    messages: list[list[dict]] = [[] for _ in prompts]
+    active = list(range(len(prompts)))
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    try:
+        for round_ in range(max_calls + 1):
+            contexts = [prompt_ids[i] + completion_ids[i] for i in active]
+            budgets = [max_new_tokens - len(completion_ids[i]) for i in active]
+            replies = _generate_rows(model, tokenizer, contexts, budgets,
+                                     batch_size=batch_size, eos=eos, temperature=temperature, top_p=top_p)
+            calling = []
+            for i, context, ids in zip(active, contexts, replies):
+                if not ids:  # nothing fitted after the results (TRL: no message)
+                    continue
+                completion_ids[i] += ids
+                reply = parse_response(tokenizer, ids, prefix=context, tools=tools)
+                messages[i].append(reply)
+                if reply.get("tool_calls") and round_ < max_calls:
+                    calling.append(i)
+            active = []
+            for i in calling:
+                results = run_tool_calls(messages[i][-1]["tool_calls"], tools)
+                suffix = tool_suffix_ids(tokenizer, results)
+                grown = len(completion_ids[i]) + len(suffix)
+                if grown > max_new_tokens or len(prompt_ids[i]) + grown >= longest:
+                    continue  # the results would not fit: TRL drops them and the row ends on its call
+                messages[i] += results
+                completion_ids[i] += suffix
+                if grown < max_new_tokens:
+                    active.append(i)
+            if not active:
+                break
+    finally:
+        model.train(was_training)
+    return messages
+
+
+def show_transcript(messages) -> str:
+    """A completion for people: each call and its result on a line (`🔧 calculator(47 * 38) → 1786`),
+    then the final answer."""
+    if isinstance(messages, str):
+        return messages
+    lines, pending = [], []
+
+    def call_text(call):
+        f = call.get("function", call)
+        args = f.get("arguments")
+        if isinstance(args, dict):
+            args = str(next(iter(args.values()))) if len(args) == 1 else \
+                ", ".join(f"{k}={v!r}" for k, v in args.items())
+        return f"{f.get('name', '?')}({args if args is not None else ''})"
+
+    for m in messages:
+        if m.get("role") == "assistant":
+            if (m.get("content") or "").strip():
+                lines.append(m["content"])
+            pending += list(m.get("tool_calls") or [])
+        elif m.get("role") == "tool":
+            call = call_text(pending.pop(0)) if pending else m.get("name", "?")
+            lines.append(f"🔧 {call} → {m.get('content', '')}")
+    lines += [f"🔧 {call_text(c)} (not run)" for c in pending]
+    return "\n".join(lines)

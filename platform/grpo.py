@@ -10,6 +10,10 @@ Failure modes users hit with GRPO stacks are watched: completions cut at max_com
 (trained on with the reward their unfinished text gets; `mask_truncated_completions: true` leaves
 them out of the loss), rewards that are constant within every group (zero advantage, nothing learnt),
 LoRA adapters that never reach the rollout engine (merged into a copy at every sync: tests/test_rollout.py).
+With `tools`, a rollout is multi-turn (TRL's tool loop): the policy calls a tool, ladder runs it (python in
+the sandbox, never in this process), the result joins the conversation and the policy goes on; the loss
+covers the policy's own tokens only (a tool's output is masked: tests/test_tools_rl.py), the rewards read
+its last assistant message, and the tool-call rate is logged per step and scored on held-out problems.
 """
 
 from __future__ import annotations
@@ -18,13 +22,11 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from ladder.config import check_generation_groups, load_config, option, to_dict
+from ladder.config import check_generation_groups, load_config, option
 from ladder.data.loaders import DataOptions
-from ladder.evaluation import heldout
-from ladder.lora import LoraOptions, lora_config
-from ladder.online_rl import (DEFAULT_REWARDS, HeldoutCurve, WatchRollouts, choose_rollout_backend, close_vllm,
-                              prepare_vllm, reward_history, training_metrics, watched_rewards)
-from ladder.runtime import check_engine, cpu_training_defaults, has_cuda, say_rank, seed_everything, setup_process
+from ladder.lora import LoraOptions
+from ladder.online_rl import DEFAULT_REWARDS, choose_rollout_backend, train_online
+from ladder.runtime import cpu_training_defaults, has_cuda
 
 
 @dataclass
@@ -34,6 +36,8 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
     rewards: list = option(factory=lambda: list(DEFAULT_REWARDS),
                            help="reward functions: built-in names, module:fn or file.py:fn, each with a weight")
     rollout_backend: str = option("hf", "hf: transformers generate; vllm: ladder.rollout (exact weight sync on CPU)")
+    tools: list = option(factory=list, help="tools the policy may call in its rollouts (built-in: calculator, python; "
+                                            "module:fn or file.py:fn), each checked with a sample call")
     # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
     # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
     vllm_importance_sampling_correction: bool | None = option(
@@ -58,6 +62,7 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
     # leaves cut completions out of the loss; nothing then pulls a policy back once most of its answers run
     # long: measured on the tiny ladder, runs drifted to the length limit and stayed there (reward 0.51 -> 0.00).
     mask_truncated_completions: bool = False
+    max_tool_calling_iterations: int | None = 3  # TRL's default has no limit: a policy that calls forever
     logging_steps: int = 5
     save_strategy: str = "steps"
     save_steps: int = 50
@@ -84,53 +89,7 @@ def trainer_class():
 
 
 def train(cfg: GRPOStageConfig) -> dict:
-    setup_process()
-    from ladder import checkpoint
-    from ladder.data.loaders import load_split
-    from ladder.rewards import load_rewards, sample_batch, validate_rewards
-    from ladder.distributed import unsharded, whole_weights
-    from ladder.models import load_model, load_tokenizer
-    from ladder.checkpoint import last_checkpoint
-
-    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, transform=cfg.data_transform,
-                    limit=cfg.max_train_samples)
-    fns, weights = load_rewards(cfg.rewards)
-    validate_rewards(fns, sample_batch(ds), where=cfg.data)
-    cfg.reward_weights = weights
-    tokenizer, resized = load_tokenizer(cfg.model)
-    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, transform=cfg.data_transform,
-                                limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
-    seed_everything(cfg.seed)  # LoRA's initial weights and embeddings grown for chat tokens come from torch's RNG
-    model = load_model(cfg, tokenizer, resized)
-    prepare_vllm(cfg, model, tokenizer, ds, resized)  # context size; a checkpoint with added chat tokens
-    metrics = {}
-    if test_rows:
-        with whole_weights(model):
-            before = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
-            metrics.update({f"before/{k}": v for k, v in before.items()})
-    watch = WatchRollouts()
-    fns = watched_rewards(fns, cfg.num_generations, watch)
-    curve = HeldoutCurve("grpo", tokenizer, test_rows, cfg.heldout_every if test_rows else 0,
-                         cfg.max_completion_length)
-    trainer = trainer_class()(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
-                              callbacks=[watch, curve], peft_config=lora_config(cfg))
-    check_engine(trainer.accelerator)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
-    history = reward_history(trainer.state.log_history)
-    metrics.update(training_metrics(result, history, trainer.accelerator.num_processes))
-    say_rank("grpo", trainer.accelerator, result.global_step)
-    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
-    if trainer.accelerator.is_main_process:
-        model = model.merge_and_unload() if cfg.use_lora else model
-        if test_rows:
-            after = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
-            metrics.update({f"after/{k}": v for k, v in after.items()})
-        checkpoint.export(cfg.output_dir, model, tokenizer, stage="grpo", parent=cfg.model, config=to_dict(cfg),
-                          metrics=metrics, history=history + curve.points)
-        print(f"grpo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
-    trainer.accelerator.wait_for_everyone()
-    close_vllm(trainer, cfg)  # free the engine's memory and process group before returning
-    return metrics
+    return train_online(cfg, "grpo", trainer_class())
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,77 @@ CHAT_TEMPLATE = (
 )
 
 
+# The same template able to offer tools and carry their calls and results (ensure_tool_template): the tool
+# list is one short line (names and argument names: a tiny model learns the rest from its SFT data; a
+# hub model's own template shows the full schemas), a call is `<tool_call>name {json arguments}</tool_call>`
+# at the end of an assistant turn, and a result is a `<|tool|>` turn, outside the generation markers, so
+# SFT's assistant-only loss and GRPO's tool mask both leave it out.
+TOOL_ROLE = "<|tool|>"
+TOOL_TAGS = ["<tool_call>", "</tool_call>"]
+TOOL_CHAT_TEMPLATE = (
+    "{%- if tools -%}<|system|>tools:"
+    "{%- for t in tools -%}{%- set f = t.function if t.function is defined else t %}"
+    " {{ f.name }}({{ (f.parameters.properties or {}).keys() | join(', ') }})"
+    "{%- endfor -%}<|end|>{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "<|assistant|>{% generation %}{{ message['content'] or '' }}"
+    "{%- for call in message.get('tool_calls') or [] -%}"
+    "{%- set f = call.function if call.function is defined else call -%}"
+    "<tool_call>{{ f.name }} {% if f.arguments is string %}{{ f.arguments }}{% else %}{{ f.arguments | tojson }}"
+    "{% endif %}</tool_call>"
+    "{%- endfor -%}<|end|>{% endgeneration %}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "<|tool|> {{ message['content'] }}<|end|>"  # ` 1786`: a number tokenizes as it does everywhere else
+    "{%- else -%}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+# How transformers' parse_response (which TRL calls on every completion) reads a reply in that template back
+# into {"content", "tool_calls"}. The <think>/<answer> tags stay in `content`: the rewards read them there.
+TOOL_RESPONSE_TEMPLATE = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|assistant|>",
+    "fields": {
+        "tool_calls": {"open_pattern": r"<tool_call>(?P<name>[^\s<]+) ", "close_pattern": r"</tool_call>",
+                       "repeats": True, "content": "json",
+                       "transform": {"type": "function", "function": {"name": "{name}", "arguments": "{content}"}}},
+        "content": {"close_pattern": r"<\|end\|>", "content": "text"},
+    },
+}
+
+
+def ensure_tool_template(tokenizer) -> bool:
+    """Make a tokenizer render tool offers, calls and results, and parse calls back. ladder's template
+    becomes its tool version (tokens added: True, grow the embeddings); a hub template that renders tools
+    gets TRL's parser for it; one that cannot is a one-line error."""
+    if tokenizer.chat_template in (CHAT_TEMPLATE, TOOL_CHAT_TEMPLATE):
+        changed = tokenizer.chat_template == CHAT_TEMPLATE
+        if changed:
+            tokenizer.add_special_tokens({"additional_special_tokens": [TOOL_ROLE]},
+                                         replace_extra_special_tokens=False)
+            tokenizer.add_tokens(TOOL_TAGS)
+            tokenizer.chat_template = TOOL_CHAT_TEMPLATE
+        tokenizer.response_template = TOOL_RESPONSE_TEMPLATE
+        return changed
+    if getattr(tokenizer, "response_template", None) or getattr(tokenizer, "response_schema", None):
+        return False
+    if "tool" not in (tokenizer.chat_template or ""):
+        raise LadderError(f"tokenizer '{tokenizer.name_or_path}': its chat template cannot render tool calls "
+                          "(no tool support in it); use an instruct model whose template has tools")
+    from trl.chat_template_utils import add_response_schema
+
+    try:
+        add_response_schema(tokenizer)
+    except ValueError:
+        raise LadderError(f"tokenizer '{tokenizer.name_or_path}': ladder cannot parse tool calls in its chat "
+                          "template (TRL knows Qwen, Llama 3, GLM, GPT-OSS, ...); set tokenizer.response_template "
+                          "in the checkpoint's tokenizer_config.json") from None
+    return False
+
+
 def ensure_chat_template(tokenizer) -> bool:
     """Give a tokenizer without a chat template ours (adding its tokens). True if it changed."""
     if tokenizer.chat_template:
@@ -59,8 +130,9 @@ def check_model_path(path: str) -> None:
         raise LadderError(f"model '{path}': no such checkpoint folder")
 
 
-def load_tokenizer(path: str):
-    """The checkpoint's tokenizer; one without a chat template gets ours (returns it, changed?)."""
+def load_tokenizer(path: str, tools: bool = False):
+    """The checkpoint's tokenizer; one without a chat template gets ours, and with `tools` its template
+    learns to render and parse tool calls (returns it, changed?: then the model's embeddings grow)."""
     from transformers import AutoTokenizer
 
     check_model_path(path)
@@ -69,6 +141,8 @@ def load_tokenizer(path: str):
     except Exception as e:
         raise LadderError(f"model '{path}': cannot load its tokenizer ({str(e).splitlines()[0][:160]})") from None
     changed = ensure_chat_template(tokenizer)
+    if tools:
+        changed = ensure_tool_template(tokenizer) or changed
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, changed

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ladder.config import to_dict
 from ladder.errors import LadderError
 from ladder.evaluation import curve_point, heldout
 from ladder.runtime import vllm_available
@@ -111,37 +112,38 @@ class HeldoutCurve(TrainerCallback):
     """Greedy held-out accuracy every `every` steps (main process), for the learning curve.
     Not under ZeRO-3, where the main process alone cannot see whole weights."""
 
-    def __init__(self, stage: str, tokenizer, rows, every: int, max_new_tokens: int):
+    def __init__(self, stage: str, tokenizer, rows, every: int, max_new_tokens: int, tools=None):
         self.stage, self.tokenizer, self.rows, self.every, self.points = stage, tokenizer, rows, every, []
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.tools = max_new_tokens, tools
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps \
                 and state.is_world_process_zero and model is not None \
                 and not any(hasattr(p, "ds_id") for p in model.parameters()):
-            stats = heldout(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens)
+            stats = heldout(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens, tools=self.tools)
             self.points.append({"step": state.global_step, **curve_point(stats)})
             print(f"{self.stage}: step {state.global_step} held-out accuracy {stats['accuracy']:.3f}", flush=True)
 
 
 # ---------------------------------------------------------------- vLLM
 
-def longest_prompt(ds, tokenizer) -> int:
-    """Tokens in the longest prompt, chat template included: sizes vLLM's context and KV cache
-    (the model's max_position_embeddings would reserve far more than an RL stage ever uses)."""
-    texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+def longest_prompt(ds, tokenizer, tools=None) -> int:
+    """Tokens in the longest prompt, chat template (and the tools it offers) included: sizes vLLM's context
+    and KV cache (the model's max_position_embeddings would reserve far more than an RL stage ever uses)."""
+    texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tools=tools or None, tokenize=False,
+                                                                        add_generation_prompt=True)
              for p in ds["prompt"]]
     return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
 
-def prepare_vllm(cfg, model, tokenizer, ds, resized: bool) -> None:
+def prepare_vllm(cfg, model, tokenizer, ds, resized: bool, tools=None) -> None:
     """Before the trainer builds its engine: size vLLM's context to the longest prompt plus a
     completion, and when chat tokens were added to the embeddings, give vLLM (which loads from disk)
     a checkpoint that has them, in output_dir/rollout-start (removed by close_vllm)."""
     if not cfg.use_vllm:
         return
     if cfg.vllm_max_model_length is None:
-        cfg.vllm_max_model_length = min(longest_prompt(ds, tokenizer) + cfg.max_completion_length + 8,
+        cfg.vllm_max_model_length = min(longest_prompt(ds, tokenizer, tools) + cfg.max_completion_length + 8,
                                         model.config.max_position_embeddings)
     if resized:
         start = Path(cfg.output_dir) / "rollout-start"
@@ -214,8 +216,10 @@ def completions_to_tensorboard(trainer, rows: int) -> None:
 def reward_history(log_history: list[dict]) -> list[dict]:
     """Per logged step: the mean total reward, the mean completion length (tokens) and the seconds a
     training step took (TRL's `step_time`: sampling, scoring, forward and backward; not the held-out curve)."""
-    return [{"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length"),
-             "step_time": h.get("step_time")} for h in log_history if "reward" in h]
+    rows = [{"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length"),
+             "step_time": h.get("step_time"), "tool_calls": h.get("tools/call_frequency")}
+            for h in log_history if "reward" in h]
+    return [{k: v for k, v in r.items() if k != "tool_calls" or v is not None} for r in rows]
 
 
 def training_metrics(result, history: list[dict], world_size: int) -> dict:
@@ -227,3 +231,69 @@ def training_metrics(result, history: list[dict], world_size: int) -> dict:
             "reward_last": history[-1]["reward"] if history else None,
             "seconds_per_step": round(sum(times) / len(times), 3) if times else None,
             "world_size": world_size}
+
+
+# ---------------------------------------------------------------- the stage
+
+def train_online(cfg, stage: str, trainer_cls) -> dict:
+    """GRPO's and RLOO's stage, which differ only in their TRL trainer: prompts, rewards (and tools) checked
+    before any model loads -> the policy -> held-out scores before -> training, watched -> held-out
+    scores after -> HF checkpoint + manifest."""
+    from ladder import checkpoint
+    from ladder.checkpoint import last_checkpoint
+    from ladder.data.loaders import load_split
+    from ladder.distributed import unsharded, whole_weights
+    from ladder.lora import lora_config
+    from ladder.models import load_model, load_tokenizer
+    from ladder.rewards import load_rewards, sample_batch, validate_rewards
+    from ladder.runtime import check_engine, say_rank, seed_everything, setup_process
+    from ladder.tools import load_tools
+
+    setup_process()
+    # ---- prompts, rewards and tools, checked before any model loads
+    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, transform=cfg.data_transform,
+                    limit=cfg.max_train_samples)
+    fns, weights = load_rewards(cfg.rewards)
+    validate_rewards(fns, sample_batch(ds), where=cfg.data)
+    cfg.reward_weights = weights
+    tools = load_tools(getattr(cfg, "tools", None) or [])
+    tokenizer, resized = load_tokenizer(cfg.model, tools=bool(tools))
+    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, transform=cfg.data_transform,
+                                limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
+    # ---- the policy (LoRA's initial weights and embeddings grown for chat tokens come from torch's RNG)
+    seed_everything(cfg.seed)
+    model = load_model(cfg, tokenizer, resized)
+    prepare_vllm(cfg, model, tokenizer, ds, resized, tools)  # context size; a checkpoint with added chat tokens
+    metrics = {}
+    if test_rows:
+        with whole_weights(model):
+            before = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length,
+                             tools=tools or None)
+            metrics.update({f"before/{k}": v for k, v in before.items()})
+    # ---- training, watched
+    watch = WatchRollouts()
+    fns = watched_rewards(fns, cfg.num_generations, watch)
+    curve = HeldoutCurve(stage, tokenizer, test_rows, cfg.heldout_every if test_rows else 0,
+                         cfg.max_completion_length, tools or None)
+    extra = {"tools": tools} if tools else {}  # GRPOTrainer runs the tool loop; RLOOTrainer has none
+    trainer = trainer_cls(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
+                          callbacks=[watch, curve], peft_config=lora_config(cfg), **extra)
+    check_engine(trainer.accelerator)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
+    history = reward_history(trainer.state.log_history)
+    metrics.update(training_metrics(result, history, trainer.accelerator.num_processes))
+    say_rank(stage, trainer.accelerator, result.global_step)
+    # ---- held-out scores after, and the checkpoint
+    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
+    if trainer.accelerator.is_main_process:
+        model = model.merge_and_unload() if cfg.use_lora else model
+        if test_rows:
+            after = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length,
+                            tools=tools or None)
+            metrics.update({f"after/{k}": v for k, v in after.items()})
+        checkpoint.export(cfg.output_dir, model, tokenizer, stage=stage, parent=cfg.model, config=to_dict(cfg),
+                          metrics=metrics, history=history + curve.points)
+        print(f"{stage}: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
+    trainer.accelerator.wait_for_everyone()
+    close_vllm(trainer, cfg)  # free the engine's memory and process group before returning
+    return metrics

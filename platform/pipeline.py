@@ -36,14 +36,17 @@ from ladder.stages import STAGES
 META = {"name", "runs_dir", "eval"} | {s.name for s in STAGES}
 
 
-def stage_args(section: dict, run: Path, out: str, inputs: dict, here: Path = Path(".")) -> dict:
+def stage_args(section: dict, run: Path, out: str, inputs: dict, here: Path = Path("."),
+               skipped: frozenset = frozenset()) -> dict:
+    """A stage's config keys: its recipe file, the section's own keys over it, and its parents' outputs in
+    this run; a parent the recipe skips leaves the key the section names (`model: runs/tiny/base`) alone."""
     args = dict(section)
     base = args.pop("recipe", None)
     if base:  # relative to the working directory, else to the ladder recipe's folder
         base = Path(base) if Path(base).is_file() or Path(base).is_absolute() else here / base
         args = {**read_yaml(base), **args}
     args.pop("skip", None)
-    args.update({key: str(run / src) for key, src in inputs.items()})
+    args.update({key: str(run / src) for key, src in inputs.items() if not (src in skipped and key in section)})
     args["output_dir"] = str(run / out)
     return args
 
@@ -63,6 +66,7 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
         raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
                           f"{', '.join(s.name for s in STAGES)}, eval)")
     steps = []
+    skipped = frozenset(s.output for s in STAGES if isinstance(recipe.get(s.name), dict) and recipe[s.name].get("skip"))
     for stage in STAGES:
         name, out = stage.name, stage.output
         if stage.optional and name not in recipe:  # an extra rung (DPO, RLOO): only when the recipe asks for it
@@ -75,7 +79,7 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
                               "or the path of its recipe file")
         if section.get("skip"):
             continue
-        steps.append((stage, run / out, stage_args(section, run, out, stage.inputs, here)))
+        steps.append((stage, run / out, stage_args(section, run, out, stage.inputs, here, skipped)))
     return steps
 
 

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 from ladder.evaluation import COMPLETIONS, HELDOUT
+from ladder.generation import show_transcript
 from ladder.manifest import atomic_write_json, atomic_write_text, read_manifest
-from ladder.stages import ABSTAIN_COLUMNS, METRICS, RL_OUTPUTS, run_stages
+from ladder.stages import ABSTAIN_COLUMNS, METRICS, RL_OUTPUTS, TOOL_COLUMNS, run_stages
 
 CURVES = {"loss": ("train/loss", "loss"), "reward": ("ppo/reward", "train/reward", "reward")}
 MAX_POINTS = 200  # per curve in report.json
@@ -86,12 +87,17 @@ def collect(run) -> list[dict]:
         if stage in seconds and not isinstance(metrics.get("seconds"), (int, float)):
             metrics["seconds"] = seconds[stage]
         curves = training_curves(path, m.get("history"))
-        for key in ("accuracy", "rm_score", "judge/human_style", "think_length"):
+        for key in ("accuracy", "rm_score", "judge/human_style", "think_length", "tool_call_rate"):
             if len(pts := series(metrics, m.get("history"), key)) > 1:
                 curves[HELDOUT + key] = pts
         if stage == "grpo" and (pts := [[h["step"], h["completion_length"]] for h in m.get("history") or []
                                         if isinstance(h.get("completion_length"), (int, float))]):
             curves["completion_length"] = pts
+        # TRL's tools/call_frequency (tool calls per completion) in a tool-calling GRPO's history
+        if stage == "grpo" and (pts := [[h["step"], v] for h in m.get("history") or []
+                                        if isinstance(v := h.get("tool_calls", h.get("tools/call_frequency")),
+                                                      (int, float))]):
+            curves["tool_calls"] = pts
         rows.append({"stage": stage, "path": str(path), "prompting": metrics.get("eval/prompting"),
                      "metrics": metrics, "curves": curves})
     return rows
@@ -134,8 +140,8 @@ def _cell(metrics: dict, key: str, fmt: str) -> str:
         return ""
     if key == "seconds":
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
-    if key == "eval/accuracy" and isinstance(metrics.get("eval/accuracy_se"), (int, float)):
-        return f"{value:.1%} ± {100 * metrics['eval/accuracy_se']:.1f}"
+    if key in ("eval/accuracy", "eval/accuracy_no_tools") and isinstance(metrics.get(f"{key}_se"), (int, float)):
+        return f"{value:.1%} ± {100 * metrics[f'{key}_se']:.1f}"
     return fmt.format(value)
 
 
@@ -227,10 +233,18 @@ def rl_plots(rows: list[dict], out: Path, plt) -> list[str]:
     grpo = by.get("grpo", {}).get("curves", {})
     panels = [(k, t) for k, t in (("reward", "training reward"), ("heldout_accuracy", "held-out accuracy"),
                                   ("completion_length", "completion length (tokens)")) if grpo.get(k)]
+    tool_lines = [(k, label) for k, label in (("tool_calls", "calls per completion (training)"),
+                                              ("heldout_tool_call_rate", "share calling (held-out)")) if grpo.get(k)]
+    panels += [("tools", "tool calls")] if tool_lines else []
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
         for ax, (key, title) in zip([axes] if len(panels) == 1 else axes, panels):
-            ax.plot(*zip(*grpo[key]), marker="o" if key == "heldout_accuracy" else None)
+            if key == "tools":
+                for k, label in tool_lines:
+                    ax.plot(*zip(*grpo[k]), marker="o" if k.startswith("heldout_") else None, label=label)
+                ax.legend(fontsize="small")
+            else:
+                ax.plot(*zip(*grpo[key]), marker="o" if key == "heldout_accuracy" else None)
             ax.set_title(title)
             ax.set_xlabel("GRPO step")
         fig.tight_layout()
@@ -274,7 +288,8 @@ def write_report(run) -> str:
     run = Path(run)
     rows = collect(run)
     abstains = any((r["metrics"].get("eval/abstain_rate") or 0) > 0 for r in rows)
-    columns = [c for c in METRICS if abstains or c[0] not in ABSTAIN_COLUMNS]
+    tooled = any(isinstance(r["metrics"].get("eval/tool_call_rate"), (int, float)) for r in rows)
+    columns = [c for c in METRICS if (abstains or c[0] not in ABSTAIN_COLUMNS) and (tooled or c[0] not in TOOL_COLUMNS)]
     lines = [f"# ladder report card: {run.name}", "",
              "| rung | " + " | ".join(c[0] for c in columns) + " | prompted with |",
              "|---|" + "---|" * len(columns) + "---|"]
@@ -293,6 +308,11 @@ def write_report(run) -> str:
         if abstains:
             lines[-1] += (" `abstain` is the share of answers that are only \"I don't know\" "
                           "(ladder.rewards.abstained); `hallucination` the share wrong among the answers that are not.")
+        if tooled:
+            lines[-1] += (" Rungs trained with tools answer with them (the loop they were trained with) and are scored "
+                          "on their final answer, never a tool's output: `tool calls` is the share of answers that "
+                          "called one, `acc. (called)` / `acc. (no call)` accuracy among the answers that did / did "
+                          "not, `no tools` the same rung's accuracy when offered none.")
     lines += per_kind_table(rows)
     lines += comparisons(rows)
     images = plot(rows, run)
@@ -300,7 +320,8 @@ def write_report(run) -> str:
     samples = [(r["stage"], r["metrics"].get("eval/samples")) for r in rows]
     for stage, s in samples:
         if s:
-            lines += ["", f"**{stage}** on `{s[0]['prompt']}`:", "", "```", s[0]["completion"].strip(), "```"]
+            shown = show_transcript(s[0]["messages"]) if s[0].get("messages") else s[0]["completion"]
+            lines += ["", f"**{stage}** on `{s[0]['prompt']}`:", "", "```", shown.strip(), "```"]
     text = "\n".join(lines) + "\n"
     atomic_write_text(run / "report.md", text)
     atomic_write_json(run / "report.json", {"run": run.name, "rows": rows})

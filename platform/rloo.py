@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 
 from trl import RLOOConfig
 
-from ladder.config import check_generation_groups, load_config, option, to_dict
+from ladder.config import check_generation_groups, load_config, option
 from ladder.data.loaders import DataOptions
-from ladder.evaluation import heldout
-from ladder.lora import LoraOptions, lora_config
-from ladder.online_rl import (DEFAULT_REWARDS, HeldoutCurve, WatchRollouts, choose_rollout_backend, close_vllm,
-                              prepare_vllm, reward_history, training_metrics, watched_rewards)
-from ladder.runtime import check_engine, cpu_training_defaults, say_rank, seed_everything, setup_process
+from ladder.lora import LoraOptions
+from ladder.online_rl import DEFAULT_REWARDS, choose_rollout_backend, train_online
+from ladder.runtime import cpu_training_defaults
 
 
 @dataclass
@@ -86,57 +84,7 @@ def trainer_class():
 
 
 def train(cfg: RLOOStageConfig) -> dict:
-    setup_process()
-    from ladder import checkpoint
-    from ladder.checkpoint import last_checkpoint
-    from ladder.data.loaders import load_split
-    from ladder.distributed import unsharded, whole_weights
-    from ladder.models import load_model, load_tokenizer
-    from ladder.rewards import load_rewards, sample_batch, validate_rewards
-
-    # prompts and rewards, checked before any model loads
-    ds = load_split(cfg.data, "rl", cfg.train_split, name=cfg.data_name, transform=cfg.data_transform,
-                    limit=cfg.max_train_samples)
-    fns, weights = load_rewards(cfg.rewards)
-    validate_rewards(fns, sample_batch(ds), where=cfg.data)
-    cfg.reward_weights = weights
-    tokenizer, resized = load_tokenizer(cfg.model)
-    test_rows = list(load_split(cfg.data, "rl", cfg.test_split, name=cfg.data_name, transform=cfg.data_transform,
-                                limit=cfg.eval_samples)) if cfg.test_split and cfg.eval_samples else []
-    # the policy (LoRA's initial weights and embeddings grown for chat tokens come from torch's RNG)
-    seed_everything(cfg.seed)
-    model = load_model(cfg, tokenizer, resized)
-    prepare_vllm(cfg, model, tokenizer, ds, resized)  # context size; a checkpoint with added chat tokens
-    metrics = {}
-    if test_rows:
-        with whole_weights(model):
-            before = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
-            metrics.update({f"before/{k}": v for k, v in before.items()})
-    # training, watched
-    watch = WatchRollouts()
-    fns = watched_rewards(fns, cfg.num_generations, watch)
-    curve = HeldoutCurve("rloo", tokenizer, test_rows, cfg.heldout_every if test_rows else 0,
-                         cfg.max_completion_length)
-    trainer = trainer_class()(model=model, reward_funcs=fns, args=cfg, train_dataset=ds, processing_class=tokenizer,
-                              callbacks=[watch, curve], peft_config=lora_config(cfg))
-    check_engine(trainer.accelerator)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
-    history = reward_history(trainer.state.log_history)
-    metrics.update(training_metrics(result, history, trainer.accelerator.num_processes))
-    say_rank("rloo", trainer.accelerator, result.global_step)
-    # held-out accuracy after, and the checkpoint
-    model = unsharded(trainer)  # all ranks: a collective under ZeRO-3
-    if trainer.accelerator.is_main_process:
-        model = model.merge_and_unload() if cfg.use_lora else model
-        if test_rows:
-            after = heldout(model, tokenizer, test_rows, max_new_tokens=cfg.max_completion_length)
-            metrics.update({f"after/{k}": v for k, v in after.items()})
-        checkpoint.export(cfg.output_dir, model, tokenizer, stage="rloo", parent=cfg.model, config=to_dict(cfg),
-                          metrics=metrics, history=history + curve.points)
-        print(f"rloo: saved {cfg.output_dir} {checkpoint.summary(metrics)}")
-    trainer.accelerator.wait_for_everyone()
-    close_vllm(trainer, cfg)  # free the engine's memory and process group before returning
-    return metrics
+    return train_online(cfg, "rloo", trainer_class())
 
 
 def main(argv=None) -> int:

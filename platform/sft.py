@@ -34,6 +34,8 @@ class SFTStageConfig(DataOptions, LoraOptions, SFTConfig):
     eval_samples: int = option(64, "held-out prompts answered greedily after training (format rate, accuracy)")
     max_new_tokens: int = option(128, "length of those answers")
     merge_lora: bool = option(True, "save a plain model, so later stages and vLLM load it directly")
+    tools: list = option(factory=list, help="tools the chats call (built-in names, module:fn or file.py:fn): offered "
+                                            "in every prompt, calls and results rendered by the chat template")
     resume: bool = option(False, "continue from the newest complete Trainer checkpoint in output_dir")
     # defaults for the tiny ladder (a recipe can change any of them)
     output_dir: str = "runs/tiny/sft"
@@ -58,15 +60,20 @@ class SFTStageConfig(DataOptions, LoraOptions, SFTConfig):
         super().__post_init__()
 
 
-def load_chats(source: str, split: str, cfg: SFTStageConfig, tokenizer, limit=None):
-    """(chats as `messages`, every row checked; the raw rows, whose `answer` column the generation check uses)."""
-    from ladder.data.chat import check_lengths, to_messages
+def load_chats(source: str, split: str, cfg: SFTStageConfig, tokenizer, limit=None, tools=()):
+    """(chats as `messages`, every row checked, with the tools on offer as TRL's `tools` column; the raw
+    rows, whose `answer` column the generation check uses)."""
+    from ladder.data.chat import check_lengths, check_tools_offered, to_messages
     from ladder.data.loaders import load_split
+    from ladder.tools import tool_schemas
 
     raw = load_split(source, "sft", split, name=cfg.data_name, transform=cfg.data_transform, limit=limit)
     where = f"{source}[{split}]"
     ds = to_messages(raw, where)
-    check_lengths(ds, tokenizer, cfg.max_length, where)
+    check_tools_offered(ds, [fn.__name__ for fn in tools], where)
+    if tools:
+        ds = ds.add_column("tools", [tool_schemas(tools)] * len(ds))
+    check_lengths(ds, tokenizer, cfg.max_length, where, tools=list(tools))
     return ds, raw
 
 
@@ -106,12 +113,15 @@ def train(cfg: SFTStageConfig) -> dict:
 
     from ladder import checkpoint
 
-    tokenizer, resized = load_tokenizer(cfg.model)
-    train_ds, _ = load_chats(cfg.data, cfg.train_split, cfg, tokenizer, cfg.max_train_samples)
+    from ladder.tools import load_tools
+
+    tools = load_tools(cfg.tools)  # each checked with a sample call, before anything loads
+    tokenizer, resized = load_tokenizer(cfg.model, tools=bool(tools))
+    train_ds, _ = load_chats(cfg.data, cfg.train_split, cfg, tokenizer, cfg.max_train_samples, tools)
     test_ds, heldout_rows = None, []
     source = held_out_source(cfg.data, cfg.test_data, cfg.test_split)
     if source:
-        test_ds, raw = load_chats(source, cfg.test_split or "test", cfg, tokenizer)
+        test_ds, raw = load_chats(source, cfg.test_split or "test", cfg, tokenizer, tools=tools)
         if "answer" in raw.column_names:  # held-out problems with a gold answer: score greedy answers too
             heldout_rows = [{"prompt": prompt_of(c), "answer": a} for c, a in zip(test_ds["messages"], raw["answer"])
                             if a not in (None, "")][:cfg.eval_samples]
@@ -134,7 +144,8 @@ def train(cfg: SFTStageConfig) -> dict:
     if trainer.accelerator.is_main_process:
         model = plain_model(model, cfg, tokenizer, resized)
         if heldout_rows:
-            metrics.update(heldout(model, tokenizer, heldout_rows, max_new_tokens=cfg.max_new_tokens))
+            metrics.update(heldout(model, tokenizer, heldout_rows, max_new_tokens=cfg.max_new_tokens,
+                                   tools=tools or None))
         checkpoint.export(cfg.output_dir, model, tokenizer, stage="sft", parent=cfg.model,
                           config=to_dict(cfg), metrics=metrics)
         print(f"sft: saved {cfg.output_dir} {checkpoint.summary(metrics)}")

@@ -65,7 +65,10 @@ RL_OUTPUTS = [s.output for s in STAGES if s.rl]
 
 # (column, manifest metric, format): the numbers that say how a rung did, as the report card shows them;
 # `ladder runs` shows those named in RUNS_COLUMNS.
-METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
+METRICS = [("accuracy", "eval/accuracy", "{:.1%}"),
+           ("no tools", "eval/accuracy_no_tools", "{:.1%}"), ("tool calls", "eval/tool_call_rate", "{:.1%}"),
+           ("acc. (called)", "eval/accuracy_with_tool", "{:.1%}"),
+           ("acc. (no call)", "eval/accuracy_without_tool", "{:.1%}"), ("format", "eval/format_rate", "{:.1%}"),
            ("RM score", "eval/rm_score", "{:+.2f}"), ("human", "eval/judge/human_style", "{:+.2f}"),
            ("length", "eval/mean_length", "{:.0f}"), ("thinking", "eval/think_length", "{:.0f}"),
            ("abstain", "eval/abstain_rate", "{:.1%}"), ("hallucination", "eval/hallucination_rate", "{:.1%}"),
@@ -75,6 +78,9 @@ METRICS = [("accuracy", "eval/accuracy", "{:.1%}"), ("format", "eval/format_rate
 RUNS_COLUMNS = ("accuracy", "format", "RM score", "pairwise acc.", "eval loss")
 # shown only when some rung abstains ("I don't know"): a ladder that never does gets no empty columns
 ABSTAIN_COLUMNS = ("abstain", "hallucination")
+# shown only when some rung was evaluated with tools (`ladder eval` on a checkpoint trained with them): accuracy
+# without them, the share of answers that called one, accuracy among the answers that did and did not
+TOOL_COLUMNS = ("no tools", "tool calls", "acc. (called)", "acc. (no call)")
 
 
 def run_stages(run) -> dict[str, Path]:

@@ -9,6 +9,8 @@ parameters, bound once when the recipe is loaded):
       - {name: format_reward, weight: 0.2}
       - {name: my_rewards.py:brevity, weight: 0.1}
       - {name: abstention_reward, args: {right: 1.0, abstain: 0.3, wrong: 0.0}}
+
+The loader itself (load_function) is shared with the tools a model may call in RL rollouts (ladder.tools).
 """
 
 from __future__ import annotations
@@ -33,34 +35,43 @@ def _builtins() -> dict:
 
 def load_reward(spec: str):
     """A reward function from a built-in name, `module:function` or `file.py:function`."""
+    return load_function(spec, kind="reward", builtins=_builtins())
+
+
+def load_function(spec: str, *, kind: str, builtins: dict):
+    """A function from a built-in name (a key of `builtins`), `module:function` or `file.py:function`.
+
+    Shared by rewards and tools (ladder.tools): every failure is one LadderError line starting with
+    `{kind} '{spec}':`, so the user sees which recipe entry is wrong."""
     spec = str(spec).strip()
     if ":" not in spec:
-        if spec not in _builtins():
-            raise LadderError(f"reward '{spec}': unknown built-in (built-ins: {', '.join(sorted(_builtins()))}; "
+        if spec not in builtins:
+            raise LadderError(f"{kind} '{spec}': unknown built-in (built-ins: {', '.join(sorted(builtins))}; "
                               "custom ones are 'module:function' or 'path/file.py:function')")
-        return _builtins()[spec]
+        return builtins[spec]
     where, _, name = spec.rpartition(":")
     if where.endswith(".py"):
         path = Path(where)
         if not path.is_file():
-            raise LadderError(f"reward '{spec}': file {path} not found")
-        module_name = "ladder_reward_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+            raise LadderError(f"{kind} '{spec}': file {path} not found")
+        # a name of its own per file: two files both called my_rewards.py must not share a module
+        module_name = f"ladder_{kind}_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(module_spec)
         try:
             module_spec.loader.exec_module(module)
         except Exception as e:
-            raise LadderError(f"reward '{spec}': importing {path} failed ({type(e).__name__}: {e})") from None
+            raise LadderError(f"{kind} '{spec}': importing {path} failed ({type(e).__name__}: {e})") from None
     else:
         try:
             module = importlib.import_module(where)
         except ImportError as e:
-            raise LadderError(f"reward '{spec}': cannot import module '{where}' ({e})") from None
+            raise LadderError(f"{kind} '{spec}': cannot import module '{where}' ({e})") from None
     fn = getattr(module, name, None)
     if fn is None:
-        raise LadderError(f"reward '{spec}': no function '{name}' in {where}")
+        raise LadderError(f"{kind} '{spec}': no function '{name}' in {where}")
     if not callable(fn):
-        raise LadderError(f"reward '{spec}': '{name}' is not callable")
+        raise LadderError(f"{kind} '{spec}': '{name}' is not callable")
     return fn
 
 

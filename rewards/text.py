@@ -9,12 +9,18 @@ NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")  # 1,000 stays one n
 
 
 def completion_text(completion) -> str:
-    """A completion as TRL passes it: a string, or a list of chat messages (the last one's content)."""
+    """A completion as TRL passes it: a string, or a list of chat messages, whose answer is the content of
+    the last *assistant* message. With tools, a completion is [assistant call, tool result, assistant, ...];
+    a rollout cut after a tool result ends on the tool's message, and that text is the tool's, not the
+    model's: scored as the answer, calling the calculator and stopping would be rewarded as right."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list) and completion:
-        last = completion[-1]
-        return last.get("content", "") if isinstance(last, dict) else str(last)
+    if isinstance(completion, list):
+        for message in reversed(completion):
+            if not isinstance(message, dict):
+                return str(message)
+            if message.get("role", "assistant") == "assistant":
+                return message.get("content") or ""
     return ""
 
 

@@ -43,3 +43,18 @@ def test_ladder_recipes_plan_every_rung():
         steps = plan(recipe, Path("runs") / name)
         assert [s[0].name for s in steps] == ["data", "tokenizer", "pretrain", "sft", "rm", *extra, "ppo", "grpo",
                                               *last]
+
+
+def test_tools_ladder_starts_from_the_default_base():
+    """recipes/tiny/tools.yaml skips tokenizer and pretrain: its SFT keeps the model it names (the default
+    run's base) instead of this run's (absent) base; the other parents are this run's, and every section's
+    keys check against its stage's config."""
+    from ladder.pipeline import check_sections, plan
+
+    recipe = read_yaml(ROOT / "recipes" / "tiny" / "tools.yaml")
+    steps = plan(recipe, Path("runs") / "tiny-tools", ROOT / "recipes" / "tiny")
+    args = {s[0].name: s[2] for s in steps}
+    assert list(args) == ["data", "sft", "grpo"]
+    assert args["sft"]["model"] == "runs/tiny/base" and args["sft"]["data"] == "runs/tiny-tools/data"
+    assert args["grpo"]["model"] == "runs/tiny-tools/sft" and args["grpo"]["tools"] == ["calculator"]
+    check_sections(steps, {"run": "runs/tiny-tools", **recipe["eval"]})

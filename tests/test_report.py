@@ -131,3 +131,36 @@ def test_two_methods_on_the_same_data_are_compared_paired(tmp_path):
     grpo_rloo = next(x for x in text.splitlines() if x.startswith("- **rloo vs grpo**"))
     assert "-60.0 points" in grpo_rloo and "lower" in grpo_rloo  # 24 of 40 fewer: far outside the noise
     assert "2.5 vs 3.0 s per step (20 vs 60 steps)" in grpo_rloo and "grpo at step 20: 60.0%" in grpo_rloo
+
+
+def test_tool_columns_and_curve_appear_only_with_tool_evals(tmp_path):
+    """A rung evaluated with tools gets `no tools`, `tool calls`, `acc. (called)` and `acc. (no call)`; a ladder
+    without any gets none of them. GRPO's tool calls per step (TRL's tools/call_frequency, and the held-out
+    share calling) join its signature plot; a sample's tool calls are shown inline."""
+    run = tmp_path / "r"
+    write_manifest(run / "sft", stage="sft", config={}, metrics={"eval/accuracy": 0.2, "eval/format_rate": 1.0,
+                                                                 "eval/n": 40})
+    text = write_report(run)
+    assert "tool calls" not in text and "no tools" not in text and "acc. (called)" not in text
+    messages = [{"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "47 * 38"}}}]},
+                {"role": "tool", "name": "calculator", "content": "1786"},
+                {"role": "assistant", "content": "<answer> 1786</answer>"}]
+    write_manifest(run / "grpo", stage="grpo", config={"tools": ["calculator"]}, metrics={
+        "eval/accuracy": 0.5, "eval/accuracy_se": 0.08, "eval/format_rate": 1.0, "eval/n": 40,
+        "eval/tool_call_rate": 0.75, "eval/accuracy_with_tool": 0.6, "eval/accuracy_without_tool": 0.2,
+        "eval/accuracy_no_tools": 0.25, "eval/accuracy_no_tools_se": 0.07, "before/tool_call_rate": 0.0,
+        "after/tool_call_rate": 0.75, "steps": 20,
+        "eval/samples": [{"prompt": "What is 47 * 38?", "completion": "<answer> 1786</answer>", "score": 1.0,
+                          "messages": messages}]},
+        history=[{"step": 10, "reward": 0.3, "tool_calls": 0.5}, {"step": 20, "reward": 0.6, "tool_calls": 1.2},
+                 {"step": 10, "heldout_tool_call_rate": 0.4}])
+    text = write_report(run)
+    assert "| rung | accuracy | no tools | tool calls | acc. (called) | acc. (no call) | format |" in text
+    assert "| grpo | 50.0% ± 8.0 | 25.0% ± 7.0 | 75.0% | 60.0% | 20.0% | 100.0% |" in text
+    assert "| sft | 20.0% |  |  |  |  | 100.0% |" in text
+    assert "🔧 calculator(47 * 38) → 1786\n<answer> 1786</answer>" in text
+    rows = {r["stage"]: r for r in json.loads((run / "report.json").read_text())["rows"]}
+    assert rows["grpo"]["curves"]["tool_calls"] == [[10, 0.5], [20, 1.2]]
+    assert rows["grpo"]["curves"]["heldout_tool_call_rate"] == [[0, 0.0], [10, 0.4], [20, 0.75]]
+    assert (run / "grpo_signatures.png").read_bytes()[:4] == b"\x89PNG"

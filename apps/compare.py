@@ -6,7 +6,10 @@
 Tab "Compare": one prompt (typed, or a held-out problem), every chosen checkpoint's answer side by
 side, streamed, with its reward under it. Tab "Report": the report card. Tab "Chat": multi-turn
 chat with one checkpoint. Base models get a few-shot prompt, chat models their chat template; each
-answer says which. Only finished checkpoints inside the runs folder can be loaded.
+answer says which. A checkpoint trained with tools (its ladder.json's config.tools) answers with them, as in
+training (ladder.generation.generate_with_tools, not streamed): each call and its result is shown inline
+(`🔧 calculator(47 * 38) → 1786`) before the final answer, and only that final answer is judged.
+Only finished checkpoints inside the runs folder can be loaded.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ class Models:
         self.lock = threading.Lock()
 
     def get(self, name: str):
-        """(model, tokenizer, chat?) for a 'run/stage' name; LadderError with a clear message otherwise."""
+        """(model, tokenizer, chat?, tools) for a 'run/stage' name (tools: those the checkpoint was trained
+        with, [] for none or a base model); LadderError with a clear message otherwise."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ladder.generation import is_chat_model
+        from ladder.manifest import read_manifest
         from ladder.registry import resolve_checkpoint
 
         path = resolve_checkpoint(name, self.runs_dir)
@@ -54,8 +59,19 @@ class Models:
                 self.cache.move_to_end(str(path))
                 return self.cache[str(path)]
             try:
-                entry = (AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path),
-                         is_chat_model(path))
+                chat = is_chat_model(path)
+                specs = (read_manifest(path).get("config") or {}).get("tools") if chat else None
+                model = AutoModelForCausalLM.from_pretrained(path).eval()
+                tools, tokenizer = [], AutoTokenizer.from_pretrained(path)
+                if specs:
+                    from ladder.models import load_tokenizer
+                    from ladder.tools import load_tools
+
+                    tokenizer, grown = load_tokenizer(str(path), tools=True)
+                    tools = load_tools(specs)
+                    if grown:
+                        model.resize_token_embeddings(len(tokenizer))
+                entry = (model, tokenizer, chat, tools)
             except Exception as e:
                 raise LadderError(f"'{name}' could not be loaded ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0][:120]})") from None
@@ -108,12 +124,19 @@ def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
 
 
 def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: float, max_tokens: int):
-    """Yields the growing answer of one checkpoint (TextIteratorStreamer on a worker thread)."""
+    """Yields (shown text, chat?, final answer) as one checkpoint's answer grows (TextIteratorStreamer on a
+    worker thread); a checkpoint with tools answers at once: its calls and their results, then its final
+    answer (the last assistant message: what is judged)."""
     from transformers import TextIteratorStreamer
 
-    from ladder.generation import build_prompt
+    from ladder.generation import build_prompt, final_text, generate_with_tools, show_transcript
 
-    model, tokenizer, chat = models.get(name)
+    model, tokenizer, chat, tools = models.get(name)
+    if tools:
+        messages = generate_with_tools(model, tokenizer, [prompt], tools, max_new_tokens=int(max_tokens),
+                                       temperature=temperature, top_p=top_p)[0]
+        yield show_transcript(messages), chat, final_text(messages)
+        return
     text = build_prompt(tokenizer, prompt, chat)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -125,7 +148,7 @@ def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: 
     for piece in streamer:
         out += piece
         shown = out if chat else out.split("\n\n")[0]
-        yield shown, chat
+        yield shown, chat, shown
         if not chat and "\n\n" in out:
             break
     worker.join()
@@ -169,11 +192,13 @@ class Compare:
         gold = gold_for(prompt, self.problems)
         for i, name in enumerate(names):
             try:
-                chat = True
-                for text, chat in stream_answer(self.models, name, prompt, temperature, top_p, max_tokens):
+                chat, final = True, ""
+                for text, chat, final in stream_answer(self.models, name, prompt, temperature, top_p, max_tokens):
                     answers[i] = text
                     yield list(answers), list(verdicts)
-                verdicts[i] = f"{judge(answers[i], gold, prompt, self.reward_model)} · {prompting(chat)}"
+                tools = self.models.get(name)[3]
+                used = f" · tools: {', '.join(fn.__name__ for fn in tools)}" if tools else ""
+                verdicts[i] = f"{judge(final, gold, prompt, self.reward_model)} · {prompting(chat)}{used}"
             except LadderError as e:
                 answers[i], verdicts[i] = f"⚠️ {e}", ""
             yield list(answers), list(verdicts)
@@ -205,7 +230,7 @@ class Compare:
         messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history or []]
         messages.append({"role": "user", "content": message})
         try:
-            for reply, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
+            for reply, _, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
                 yield messages + [{"role": "assistant", "content": reply}]
         except LadderError as e:
             yield messages + [{"role": "assistant", "content": f"⚠️ {e}"}]

@@ -45,8 +45,8 @@ class DataConfig:
     prefs_train: int = option(2000, "preference pairs")
     rl_train: int = option(2000, "RL prompts")
     test_size: int = option(200, "held-out problems (the same set in every *_test file)")
-    tool_fraction: float = option(0.0, "share of SFT chats (arithmetic) that call the calculator tool instead "
-                                       "of working it out: train them with `tools: [calculator]`")
+    tool_fraction: float = option(0.0, "share of SFT chats (arithmetic) that call the calculator instead, half "
+                                       "of them on a three-digit problem: train them with `tools: [calculator]`")
     format: str = option("jsonl", "or parquet")
 
     def __post_init__(self):

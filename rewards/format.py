@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ladder.rewards.text import completion_text
+from ladder.rewards.text import completion_text, written_text
 
 _TEXT = r"(?:(?!</?think>|</?answer>).)*"  # text without any of the four tags: one block of each, no nesting
 FULL = re.compile(rf"^\s*<think>{_TEXT}</think>\s*<answer>{_TEXT}</answer>\s*$", re.DOTALL)
@@ -26,7 +26,8 @@ def format_reward(completions, **kwargs) -> list[float]:
 
 
 def length_penalty(completions, max_length: int = 400, **kwargs) -> list[float]:
-    """A small push towards short completions: -0.1 * min(1, characters / max_length).
+    """A small push towards short completions: -0.1 * min(1, characters / max_length), counting all the
+    model wrote (with tools: every assistant turn, not the tools' output).
 
     Small on purpose: with weight 1 it breaks ties between right answers, it never outweighs one."""
-    return [-0.1 * min(1.0, len(completion_text(c)) / max_length) for c in completions]
+    return [-0.1 * min(1.0, len(written_text(c)) / max_length) for c in completions]

@@ -24,6 +24,20 @@ def completion_text(completion) -> str:
     return ""
 
 
+def written_text(completion) -> str:
+    """Everything the model wrote in a completion: with tools, every assistant turn (its calls' arguments
+    too), never a tool's output. What a length counts: the last message alone would let a policy move its
+    words into the turn before a call."""
+    if not isinstance(completion, list):
+        return completion_text(completion)
+    parts = []
+    for m in completion:
+        if isinstance(m, dict) and m.get("role", "assistant") == "assistant":
+            parts.append(m.get("content") or "")
+            parts += [str((c.get("function") or {}).get("arguments", "")) for c in m.get("tool_calls") or []]
+    return "".join(parts)
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...}, with nested braces balanced."""
     start = text.rfind("\\boxed{")

@@ -15,3 +15,22 @@ def test_length_penalty_prefers_short():
     short, long = length_penalty(["x" * 10, "x" * 1000])
     assert 0 > short > long == -0.1
     assert length_penalty(["x" * 50], max_length=100) == [-0.05]
+
+
+def test_rewards_read_a_tool_rollout_as_the_model_wrote_it():
+    """With tools a completion is [assistant call, tool result, assistant answer]. The answer is the last
+    assistant message's; a rollout cut after the result, ending on the tool's message, has no answer (the
+    tool's output is not the model's); the length counts every assistant turn, not the tool's output."""
+    from ladder.rewards import completion_text, math_accuracy
+    from ladder.rewards.format import length_penalty
+
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "calculator", "arguments": {"expression": " 47 * 38"}}}]}
+    result = {"role": "tool", "name": "calculator", "content": "1786"}
+    answered = [call, result, {"role": "assistant", "content": "<think> 1786</think><answer> 1786</answer>"}]
+    cut = [call, result]
+    assert completion_text(answered).endswith("<answer> 1786</answer>") and completion_text(cut) == ""
+    assert math_accuracy([answered, cut], answer=["1786", "1786"]) == [1.0, 0.0]
+    padded = [{**call, "content": "x" * 400}, result, answered[-1]]
+    assert length_penalty([padded])[0] == -0.1 < length_penalty([answered])[0]
+    assert length_penalty([[call, {**result, "content": "9" * 4000}, answered[-1]]]) == length_penalty([answered])

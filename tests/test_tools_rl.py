@@ -81,6 +81,7 @@ def test_tool_results_are_masked_out_of_the_grpo_loss(tiny_sft, tmp_path, monkey
         return leaf["logps"], entropies, aux
 
     monkeypatch.setattr(trainer, "_get_per_token_logps_and_entropies", logps_as_leaf)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which this test does not run
     trainer._compute_loss(trainer.model, out).backward()
     grad = leaf["logps"].grad
     tool_tokens = (mask * (1 - tool_mask)).bool()

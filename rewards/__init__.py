@@ -11,6 +11,7 @@ from ladder.rewards.countdown import countdown_accuracy
 from ladder.rewards.format import format_reward, length_penalty
 from ladder.rewards.math import math_accuracy
 from ladder.rewards.text import completion_text, extract_answer
+from ladder.rewards.tool_use import tool_cost
 
 REWARDS = {
     "math_accuracy": math_accuracy,
@@ -19,6 +20,7 @@ REWARDS = {
     "format_reward": format_reward,
     "length_penalty": length_penalty,
     "abstention_reward": abstention_reward,
+    "tool_cost": tool_cost,
 }
 
 # plugins imports REWARDS lazily (its built-in names), so it comes after the registry
@@ -27,4 +29,4 @@ from ladder.rewards.plugins import load_reward, load_rewards, sample_batch, vali
 __all__ = ["REWARDS", "completion_text", "extract_answer", "load_reward", "load_rewards", "sample_batch",
            "validate_rewards",
            "math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty",
-           "abstention_reward", "abstained"]
+           "abstention_reward", "abstained", "tool_cost"]

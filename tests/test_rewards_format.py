@@ -34,3 +34,15 @@ def test_rewards_read_a_tool_rollout_as_the_model_wrote_it():
     padded = [{**call, "content": "x" * 400}, result, answered[-1]]
     assert length_penalty([padded])[0] == -0.1 < length_penalty([answered])[0]
     assert length_penalty([[call, {**result, "content": "9" * 4000}, answered[-1]]]) == length_penalty([answered])
+
+
+def test_tool_cost_prices_each_call_the_model_made():
+    from ladder.rewards import tool_cost
+
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "calculator", "arguments": {"expression": " 2 + 3"}}}]}
+    two = {**call, "tool_calls": call["tool_calls"] * 2}
+    result = {"role": "tool", "name": "calculator", "content": "5", "tool_calls": [{"oops": 1}]}  # not the model's
+    answer = {"role": "assistant", "content": "<think> 5</think><answer> 5</answer>"}
+    assert tool_cost(["<answer> 5</answer>", [answer], [call, result, answer], [two, result, answer]],
+                     cost=0.1) == [0.0, 0.0, -0.1, -0.2]

@@ -285,6 +285,33 @@ def _made_up_arguments(fn: Callable, spec: str) -> dict:
     return arguments
 
 
+SAMPLE_SECONDS = 30.0  # the sample call's limit: the python built-in takes under a second
+
+
+def _within(seconds: float, fn: Callable, arguments: dict):
+    """fn(**arguments) (awaited if a coroutine, as TRL does) in a daemon thread: its result or its exception,
+    or TimeoutError when it has not returned in time (the thread is left behind; it cannot be killed)."""
+    import threading
+
+    out: dict = {}
+
+    def run():
+        try:
+            result = fn(**arguments)
+            out["result"] = asyncio.run(result) if inspect.iscoroutine(result) else result
+        except BaseException as e:  # handed to the caller, which reports it
+            out["error"] = e
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
 def _sample_call(fn: Callable, spec: str, example: dict | None) -> None:
     """Call the tool once as TRL will (keywords only); it must not raise and must return str/int/float."""
     builtin = next((name for name, tool in TOOLS.items() if fn is tool), None)
@@ -297,9 +324,10 @@ def _sample_call(fn: Callable, spec: str, example: dict | None) -> None:
         arguments = _made_up_arguments(fn, spec)
     call = f"{fn.__name__}({', '.join(f'{k}={_short(v, 40)}' for k, v in arguments.items())})"
     try:
-        result = fn(**arguments)
-        if inspect.iscoroutine(result):  # TRL awaits async tools on its own loop
-            result = asyncio.run(result)
+        result = _within(SAMPLE_SECONDS, fn, arguments)
+    except TimeoutError:
+        raise LadderError(f"tool '{spec}': sample call {call} did not return within {SAMPLE_SECONDS:g} s "
+                          "(a tool that hangs stalls every rollout that calls it)") from None
     except LadderError as e:  # e.g. no sandbox on this machine: already says what to do
         raise LadderError(f"tool '{spec}': {e}") from None
     except Exception as e:

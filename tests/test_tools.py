@@ -332,3 +332,28 @@ def test_tool_schemas_round_trip_and_name_each_tool(tmp_path):
                                                                          "description": "the text to count"}
     assert schemas[0]["function"]["parameters"]["required"] == ["expression"]
     assert json.loads(tool_schemas([])) == []
+
+
+def test_a_sample_call_that_hangs_is_refused_in_time(tmp_path, monkeypatch):
+    import time
+
+    from ladder import tools
+
+    f = _tool_file(tmp_path, """\
+        import time
+
+        def stuck(text: str) -> str:
+            '''Never answers.
+
+            Args:
+                text: anything
+            '''
+            time.sleep(60)
+            return text
+    """)
+    monkeypatch.setattr(tools, "SAMPLE_SECONDS", 0.5)
+    start = time.monotonic()
+    message = _refused([f"{f}:stuck"])
+    assert time.monotonic() - start < 5
+    assert message == f"tool '{f}:stuck': sample call stuck(text='1') did not return within 0.5 s " \
+                      "(a tool that hangs stalls every rollout that calls it)"

@@ -129,13 +129,14 @@ def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: 
     answer (the last assistant message: what is judged)."""
     from transformers import TextIteratorStreamer
 
-    from ladder.generation import build_prompt, final_text, generate_with_tools, show_transcript
+    from ladder.generation import build_prompt, generate_with_tools, show_transcript
+    from ladder.rewards import completion_text
 
     model, tokenizer, chat, tools = models.get(name)
     if tools:
         messages = generate_with_tools(model, tokenizer, [prompt], tools, max_new_tokens=int(max_tokens),
                                        temperature=temperature, top_p=top_p)[0]
-        yield show_transcript(messages), chat, final_text(messages)
+        yield show_transcript(messages), chat, completion_text(messages)
         return
     text = build_prompt(tokenizer, prompt, chat)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)

@@ -99,8 +99,9 @@ def tool_stats(transcripts: list[list[dict]], per_row: list, rows: list[dict] | 
     (accuracy among the scored rows that did / did not call; None when there is no such row) with their
     standard errors, and with `rows`, `per_kind` {kind: {"tool_call_rate", "n"}} over the scored rows."""
     from ladder.generation import is_tool_error
+    from ladder.rewards.tool_use import calls_in
 
-    called = [any(m.get("role") == "assistant" and m.get("tool_calls") for m in t) for t in transcripts]
+    called = [calls_in(t) > 0 for t in transcripts]
     results = [m for t in transcripts for m in t if m.get("role") == "tool"]
     rate = mean_se([float(c) for c in called]) if called else (None, None)
     out = {"tool_call_rate": rate[0], "tool_call_rate_se": rate[1]}
@@ -125,17 +126,18 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
     `keep_completions` `completions` holds every one (prompt, completion, score, the row's gold columns).
 
     With `tools` (chat models), answers come from generate_with_tools (or the given `transcripts`), each
-    scored on its final answer (final_text: the last assistant message, never a tool's output), plus
+    scored on its final answer (completion_text: the last assistant message, never a tool's output), plus
     tool_stats (call rate, error rate, accuracy with and without a call, per kind); kept completions and
     samples carry `messages`, the whole transcript."""
-    from ladder.generation import final_text, generate, generate_with_tools
+    from ladder.generation import generate, generate_with_tools
+    from ladder.rewards import completion_text
 
     prompts = [r["prompt"] for r in rows]
     if tools and chat and transcripts is None and texts is None:
         transcripts = generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=max_new_tokens,
                                           max_calls=max_calls)
     if transcripts is not None:
-        texts = [final_text(t) for t in transcripts]
+        texts = [completion_text(t) for t in transcripts]
     if texts is None:
         texts = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens)
     stats = score_texts(texts, rows, judges)
@@ -174,27 +176,25 @@ def sample_transcripts(model, tokenizer, rows: list[dict], *, samples: int, temp
 
 
 def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
-                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32, tools: list | None = None,
-                   max_calls: int = 3) -> list[str]:
+                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32) -> list[str]:
     """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
-    (each batch holds different problems, as in one pass over the rows per sample). With `tools`, each
-    answer is its completion's final_text."""
-    from ladder.generation import final_text, generate
+    (each batch holds different problems, as in one pass over the rows per sample)."""
+    from ladder.generation import generate
 
-    if tools:
-        return [final_text(t) for t in sample_transcripts(
-            model, tokenizer, rows, samples=samples, temperature=temperature, tools=tools,
-            max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, max_calls=max_calls)]
     prompts = [r["prompt"] for r in rows] * samples
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                     batch_size=batch_size)
 
 
+def sample_scores(per_row: list, n: int) -> list[list[float]]:
+    """Per problem, the scores of its samples (none for a problem no reward scores), from score_texts'
+    per_row over sample_answers' sample-major order."""
+    return [[s for s in per_row[i::n] if s is not None] for i in range(n)]
+
+
 def pass_rates(per_row: list, n: int) -> list[float | None]:
-    """Per problem, the share of its samples that are right (None for a problem no reward scores), from
-    score_texts' per_row over sample_answers' sample-major order."""
-    hits = [[s for s in per_row[i::n] if s is not None] for i in range(n)]
-    return [sum(h) / len(h) if h else None for h in hits]
+    """Per problem, the share of its samples that are right (None for a problem no reward scores)."""
+    return [sum(h) / len(h) if h else None for h in sample_scores(per_row, n)]
 
 
 def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
@@ -208,14 +208,14 @@ def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temper
     `pass_rates` holds each row's share of right samples (what the report's reliability plot buckets).
     With `tools`, samples come from generate_with_tools, scored on their final answers, and
     `tool_call_rate_sampled` is the share of samples that made a call."""
-    from ladder.generation import final_text
+    from ladder.rewards import completion_text
 
     n = len(rows)
     transcripts = None
     if tools:
         transcripts = sample_transcripts(model, tokenizer, rows, samples=samples, temperature=temperature, tools=tools,
                                          max_new_tokens=max_new_tokens, seed=seed, max_calls=max_calls)
-        texts = [final_text(t) for t in transcripts]
+        texts = [completion_text(t) for t in transcripts]
     else:
         texts = sample_answers(model, tokenizer, rows, samples=samples, temperature=temperature,
                                max_new_tokens=max_new_tokens, seed=seed)
@@ -227,8 +227,7 @@ def evaluate_sampled(model, tokenizer, rows: list[dict], *, samples: int, temper
     out.update({f"{k}_sampled": v for k, v in stats.items() if k.startswith("judge/") and v is not None})
     if stats["accuracy"] is not None:
         out["accuracy_sampled"] = stats["accuracy"]
-        hits = [[s for s in stats["per_row"][i::n] if s is not None] for i in range(n)]
-        hits = [h for h in hits if h]
+        hits = [h for h in sample_scores(stats["per_row"], n) if h]
         out[f"pass@{samples}"] = sum(max(h) for h in hits) / len(hits)
         if per_problem:
             out["pass_rates"] = pass_rates(stats["per_row"], n)

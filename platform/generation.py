@@ -142,14 +142,6 @@ def generate_vllm(path, prompts, *, chat: bool = True, max_new_tokens: int = 64,
 
 
 # ---- tool calls: the loop TRL's GRPOTrainer runs in training (_tool_call_loop), for eval and the app ----
-def final_text(messages) -> str:
-    """A completion's answer: the content of its LAST assistant message ("" if none). Never a tool message:
-    a tool's output is not the model's answer (calling the calculator and stopping is not answering)."""
-    from ladder.rewards import completion_text  # the rule the rewards apply in training, the same function
-
-    return completion_text(messages or [])
-
-
 def run_tool_calls(calls: list[dict], tools) -> list[dict]:
     """The tool messages for one assistant turn's calls, as TRL makes them: `fn(**arguments)` for the tool of
     that `__name__`; an exception (or an unknown name) gives `str({"error": str(e)})`, which the model sees."""
@@ -234,7 +226,7 @@ def generate_with_tools(model, tokenizer, prompts, tools, *, max_new_tokens: int
     is not run), or when its completion (generated and tool tokens, as TRL counts max_completion_length)
     reaches `max_new_tokens`: the last reply is cut to fit, and results that would not fit are dropped
     (the row ends on its call). `tokenizer` must render and parse tools (ladder.models.load_tokenizer(path,
-    tools=True)). Scored answers are `final_text(messages)`."""
+    tools=True)). The answer scored is ladder.rewards.completion_text(messages): the last assistant message's."""
     import torch
     from trl.chat_template_utils import parse_response
 

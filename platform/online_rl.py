@@ -216,10 +216,14 @@ def completions_to_tensorboard(trainer, rows: int) -> None:
 def reward_history(log_history: list[dict]) -> list[dict]:
     """Per logged step: the mean total reward, the mean completion length (tokens) and the seconds a
     training step took (TRL's `step_time`: sampling, scoring, forward and backward; not the held-out curve)."""
-    rows = [{"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length"),
-             "step_time": h.get("step_time"), "tool_calls": h.get("tools/call_frequency")}
-            for h in log_history if "reward" in h]
-    return [{k: v for k, v in r.items() if k != "tool_calls" or v is not None} for r in rows]
+    def row(h: dict) -> dict:
+        out = {"step": h["step"], "reward": h["reward"], "completion_length": h.get("completions/mean_length"),
+               "step_time": h.get("step_time")}
+        if h.get("tools/call_frequency") is not None:  # with tools: TRL's calls per completion
+            out["tool_calls"] = h["tools/call_frequency"]
+        return out
+
+    return [row(h) for h in log_history if "reward" in h]
 
 
 def training_metrics(result, history: list[dict], world_size: int) -> dict:

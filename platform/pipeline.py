@@ -65,8 +65,7 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
     if unknown:
         raise LadderError(f"pipeline recipe: unknown section '{sorted(unknown)[0]}' (sections: "
                           f"{', '.join(s.name for s in STAGES)}, eval)")
-    steps = []
-    skipped = frozenset(s.output for s in STAGES if isinstance(recipe.get(s.name), dict) and recipe[s.name].get("skip"))
+    steps, skipped = [], set()  # a parent comes before the stages that read it (STAGES is in ladder order)
     for stage in STAGES:
         name, out = stage.name, stage.output
         if stage.optional and name not in recipe:  # an extra rung (DPO, RLOO): only when the recipe asks for it
@@ -78,8 +77,9 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
             raise LadderError(f"pipeline recipe: section '{name}' must be a mapping of that stage's keys "
                               "or the path of its recipe file")
         if section.get("skip"):
+            skipped.add(out)
             continue
-        steps.append((stage, run / out, stage_args(section, run, out, stage.inputs, here, skipped)))
+        steps.append((stage, run / out, stage_args(section, run, out, stage.inputs, here, frozenset(skipped))))
     return steps
 
 

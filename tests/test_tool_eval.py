@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from ladder.evaluation import evaluate_model, tool_stats
-from ladder.generation import final_text, generate_with_tools, run_tool_calls, show_transcript
+from ladder.generation import generate_with_tools, run_tool_calls, show_transcript
+from ladder.rewards import completion_text
 
 CALL = '<tool_call>calculator {"expression": "47 * 38"}</tool_call><|end|>'
 ANSWER = "<think> 47 * 38 = 1786</think><answer> 1786</answer><|end|>"
@@ -102,7 +103,7 @@ def test_a_call_its_result_and_the_answer_after_it(monkeypatch, tok):
     assert out[0] == [{"role": "assistant", "content": "", "tool_calls": [call]},
                       {"role": "tool", "name": "calculator", "content": "1786"},
                       {"role": "assistant", "content": "<think> 47 * 38 = 1786</think><answer> 1786</answer>"}]
-    assert final_text(out[0]) == "<think> 47 * 38 = 1786</think><answer> 1786</answer>"
+    assert completion_text(out[0]) == "<think> 47 * 38 = 1786</think><answer> 1786</answer>"
     assert [m["role"] for m in out[1]] == ["assistant"]  # answered at once: one round
     # the tools are offered; round 2 continues from the model's own tokens + the result, as TRL concatenates them
     assert seen[0][0].startswith("<|system|>tools: calculator(expression)<|end|><|user|>What is 47 * 38?")
@@ -134,7 +135,7 @@ def test_errors_come_back_as_trl_shows_them_and_count_as_errors(monkeypatch, tok
     assert results[1] == str({"error": "boom"}) == "{'error': 'boom'}"  # TRL's {"error": str(e)}, as str
     assert results[2] == str({"error": "Tool nope not found."})
     assert results[3].startswith("{'error': ") and "missing 1 required positional argument" in results[3]
-    assert all(final_text(t) == "<answer> 5</answer>" for t in out)
+    assert all(completion_text(t) == "<answer> 5</answer>" for t in out)
     stats = tool_stats(out, [1.0] * 4)
     assert stats["tool_error_rate"] == 0.75 and stats["tool_call_rate"] == 1.0
     assert run_tool_calls([{"type": "code", "name": "x"}], [add]) == [
@@ -146,7 +147,7 @@ def test_max_calls_stops_a_model_that_calls_forever(monkeypatch, tok):
     out = generate_with_tools(FakeModel(), tok, [ROW["prompt"]], [calculator], max_new_tokens=512, max_calls=2)[0]
     assert [m["role"] for m in out] == ["assistant", "tool", "assistant", "tool", "assistant"]
     assert len(seen) == 3 and out[-1]["tool_calls"]  # the third call is never run
-    assert final_text(out) == "" and show_transcript(out).endswith("🔧 calculator(47 * 38) (not run)")
+    assert completion_text(out) == "" and show_transcript(out).endswith("🔧 calculator(47 * 38) (not run)")
 
 
 def test_the_completion_budget_counts_generated_and_tool_tokens(monkeypatch, tok):
@@ -161,7 +162,7 @@ def test_the_completion_budget_counts_generated_and_tool_tokens(monkeypatch, tok
     assert out[-1]["content"] == tok.decode(tok(long, add_special_tokens=False)["input_ids"][:10])
     # a result that would not fit is dropped, as TRL drops it: the completion ends on its call
     out = generate_with_tools(FakeModel(), tok, [ROW["prompt"]], [calculator], max_new_tokens=len(call_ids) + 2)[0]
-    assert [m["role"] for m in out] == ["assistant"] and out[0]["tool_calls"] and final_text(out) == ""
+    assert [m["role"] for m in out] == ["assistant"] and out[0]["tool_calls"] and completion_text(out) == ""
 
 
 def test_the_answer_is_the_last_assistant_message_never_the_tool_output(tok):
@@ -170,7 +171,7 @@ def test_the_answer_is_the_last_assistant_message_never_the_tool_output(tok):
     result = {"role": "tool", "name": "calculator", "content": "1786"}
     stopped = [call, result]  # called, got the gold number back, never answered
     answered = [call, result, {"role": "assistant", "content": "<think> 47 * 38 = 1786</think><answer> 1786</answer>"}]
-    assert final_text(stopped) == "" and final_text([]) == ""
+    assert completion_text(stopped) == "" and completion_text([]) == ""
     s = evaluate_model(None, None, [ROW, ROW], tools=[calculator], transcripts=[stopped, answered],
                        keep_completions=True)
     assert [c["score"] for c in s["completions"]] == [0.0, 1.0]
@@ -238,7 +239,7 @@ def test_real_tiny_model_gives_well_formed_transcripts(tiny_sft):
             assert all(m["role"] in ("assistant", "tool") and isinstance(m["content"], str) for m in t)
             for prev, m in zip(t, t[1:]):
                 assert m["role"] == "assistant" or prev.get("tool_calls") or prev["role"] == "tool"
-            assert isinstance(final_text(t), str)
+            assert isinstance(completion_text(t), str)
 
 
 def test_ladder_eval_uses_the_tools_a_checkpoint_was_trained_with(tiny_run, tiny_sft, tmp_path):
@@ -258,7 +259,7 @@ def test_ladder_eval_uses_the_tools_a_checkpoint_was_trained_with(tiny_run, tiny
     assert m["eval/tools"] == ["calculator"] and 0.0 <= m["eval/tool_call_rate"] <= 1.0
     assert isinstance(m["eval/accuracy_no_tools"], float) and "eval/accuracy_no_tools_se" in m
     done = [json.loads(line) for line in (ckpt / COMPLETIONS).read_text().splitlines()]
-    assert len(done) == 4 and all(d["messages"] and d["completion"] == final_text(d["messages"]) for d in done)
+    assert len(done) == 4 and all(d["messages"] and d["completion"] == completion_text(d["messages"]) for d in done)
     assert main(args + ["--tools", "[]"]) == 0  # forced off: the earlier tool numbers go too
     m = read_manifest(ckpt)["metrics"]
     assert m["eval/tool_call_rate"] is None and m["eval/accuracy_no_tools"] is None and m["eval/tools"] is None

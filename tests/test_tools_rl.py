@@ -115,7 +115,7 @@ def test_calculator_chats_in_the_data(tmp_path):
         assert expression.strip() in user["content"]
 
 
-def test_sft_refuses_a_chat_calling_a_tool_not_offered(tmp_path):
+def test_sft_refuses_a_chat_calling_a_tool_not_offered(tiny_base, tmp_path):
     from ladder import sft
 
     f = tmp_path / "chats.jsonl"
@@ -125,7 +125,8 @@ def test_sft_refuses_a_chat_calling_a_tool_not_offered(tmp_path):
         {"role": "tool", "name": "calculator", "content": "5"},
         {"role": "assistant", "content": "<think> 5</think><answer> 5</answer>"}]}) + "\n")
     with pytest.raises(LadderError, match=r"row 0: calls tool 'calculator' \(the recipe offers none"):
-        sft.main(["--data", str(f), "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
+        sft.main(["--model", str(tiny_base), "--data", str(f), "--output_dir", str(tmp_path / "out"),
+                  "--report_to", "none"])
 
 
 def test_a_hub_chat_template_gets_trls_tool_parser(tiny_sft, tmp_path):

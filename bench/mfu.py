@@ -26,20 +26,17 @@ from pathlib import Path
 # ---------------------------------------------------------------- the hardware
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from ladder.precision import cpu_flags
+
+    return cpu_flags()
 
 
 def cpu_bf16_native(flags: set[str] | None = None) -> bool:
-    """Does the CPU multiply bf16 matrices in hardware (AMX-BF16 or AVX512-BF16)? Else torch emulates it."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    """Does the CPU multiply bf16 matrices in hardware (AMX-BF16 or AVX512-BF16)? Else torch emulates it.
+    ladder.precision decides the stages' precision by the same flags."""
+    from ladder.precision import bf16_flags
+
+    return bool(bf16_flags(cpu_flags() if flags is None else flags))
 
 
 def cpu_name() -> str:

@@ -38,10 +38,11 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
     rollout_backend: str = option("hf", "hf: transformers generate; vllm: ladder.rollout (exact weight sync on CPU)")
     tools: list = option(factory=list, help="tools the policy may call in its rollouts (built-in: calculator, python; "
                                             "module:fn or file.py:fn), each checked with a sample call")
-    # None: off on CPU, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
-    # costs one more forward per step); TRL's default (on) with CUDA vLLM, which samples in bf16.
+    # None: off on CPU in fp32, where ladder's vLLM sync is exact (the correction would be a ratio of 1 that
+    # costs one more forward per step); on where vLLM samples in bf16 (CUDA; a CPU training in bf16), where
+    # the sampler is no longer exactly the policy: TRL then logs the gap (sampling/sampling_logp_difference).
     vllm_importance_sampling_correction: bool | None = option(
-        None, "correct for vLLM sampling another policy than the trainer's (default: on with CUDA, off on CPU)")
+        None, "correct for vLLM sampling another policy than the trainer's (default: on with CUDA or bf16)")
     eval_samples: int = option(200, "held-out prompts scored greedily before and after training")
     heldout_every: int = option(0, "also every this many steps (0: never): the curve in the manifest's history")
     resume: bool = option(False, "continue from the newest complete Trainer checkpoint in output_dir")
@@ -74,7 +75,7 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
         self.check_lora()
         choose_rollout_backend(self)
         if self.vllm_importance_sampling_correction is None:
-            self.vllm_importance_sampling_correction = has_cuda()
+            self.vllm_importance_sampling_correction = has_cuda() or bool(self.bf16)
         check_generation_groups(self)  # before TRL's own check, in ladder's words
         super().__post_init__()
 

@@ -61,12 +61,15 @@ def atomic_dir(final: str | os.PathLike):
 
 def write_manifest(out_dir, *, stage: str, config: dict, metrics: dict | None = None,
                    parent: str | None = None, **extra) -> dict:
+    from ladder.precision import record
+
     data = {
         "stage": stage,
         "parent": str(parent) if parent else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": config,
         "metrics": metrics or {},
+        **({"precision": p} if (p := record(config)) else {}),
         **extra,
     }
     atomic_write_json(Path(out_dir) / MANIFEST, data)

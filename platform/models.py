@@ -160,6 +160,9 @@ def load_model(cfg, tokenizer, resized: bool, auto_class=None, quantize: bool | 
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
+    # fp32 weights whatever the checkpoint holds (transformers 5 would keep a hub model's bf16): the
+    # optimizer then updates fp32 masters, and bf16 is the forward's autocast only (ladder.precision)
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model = auto_class.from_pretrained(cfg.model, **kwargs)
     except (OSError, ValueError) as e:

@@ -117,7 +117,7 @@ class PPOStageConfig(DataOptions, LoraOptions):
     adam_epsilon: float = option(1e-8, "AdamW epsilon")
     max_grad_norm: float = option(1.0, "0: no clipping")
     bf16: bool | None = option(
-        None, "mixed precision (autocast); unset: off on CPU (ladder.runtime.cpu_training_defaults)")
+        None, "bf16 mixed precision (autocast); unset: where the hardware has it (ladder.precision)")
     fp16: bool = option(False, "fp16 mixed precision (autocast, with a gradient scaler on GPUs)")
     seed: int = option(42, "prompts' order, sampling and any fresh weights")
     logging_steps: int = option(5, "history and TensorBoard every this many steps")
@@ -316,7 +316,7 @@ def local_sampler(cfg: PPOStageConfig, policy, tokenizer, ds, accelerator):
     return VLLMSampler(path, cfg.temperature, cfg.response_length,
                        max_model_len=min(longest + cfg.response_length + 8, policy.config.max_position_embeddings),
                        max_num_seqs=cfg.per_device_train_batch_size, seed=cfg.seed + accelerator.process_index,
-                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, bf16=bool(cfg.bf16))
 
 
 # ---------------------------------------------------------------- rewards

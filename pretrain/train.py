@@ -17,7 +17,8 @@ from pathlib import Path
 from ladder.config import load_config, option, to_dict
 from ladder.errors import LadderError
 from ladder import checkpoint
-from ladder.runtime import bf16_supported, check_engine, end_training, process_group_kwargs, say_rank, setup_process
+from ladder.precision import choose
+from ladder.runtime import check_engine, end_training, process_group_kwargs, say_rank, setup_process
 
 
 @dataclass
@@ -37,7 +38,7 @@ class PretrainConfig:
     weight_decay: float = option(0.1, "AdamW weight decay")
     adam_beta2: float = option(0.95, "AdamW beta2")
     max_grad_norm: float = option(1.0, "gradient clipping; 0: none")
-    mixed_precision: str = option("auto", "auto = bf16 where the hardware has it, else fp32")
+    mixed_precision: str = option("auto", "auto: bf16 where the hardware has it, else fp32 (ladder.precision); no, bf16, fp16")
     eval_every: int = option(100, "held-out loss every this many steps")
     eval_batches: int = option(8, "batches of held-out blocks per evaluation")
     save_every: int = option(200, "resumable state every this many steps")
@@ -149,9 +150,9 @@ def train(cfg: PretrainConfig) -> Metrics:
         cut = max(1, len(train_texts) // 50)
         train_texts, eval_texts = train_texts[cut:], train_texts[:cut]
 
+    if cfg.mixed_precision == "auto":  # resolved here, so the manifest records what ran
+        cfg.mixed_precision = "bf16" if choose(None)[0] else "no"
     precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if bf16_supported() else "no"
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=precision,

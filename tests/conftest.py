@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# fp32 on every machine kind: the learning margins were measured in it, and an AVX2-only CPU would emulate
+# bf16 (6-8x slower); the AMX kind would otherwise train in bf16 (ladder.precision). test_precision.py runs bf16.
+os.environ.setdefault("LADDER_PRECISION", "fp32")
 
 from pathlib import Path  # noqa: E402
 

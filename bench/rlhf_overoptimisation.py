@@ -8,7 +8,7 @@ is where the reward model's score still rises while the human's falls (the polic
 reward model likes and the human does not).
 
     python bench/rlhf_overoptimisation.py                      # runs/tiny, 200 steps, RM reward only
-    python bench/rlhf_overoptimisation.py --steps 300 --every 20 -- --learning_rate 5e-5 --kl_coef 0.01
+    python bench/rlhf_overoptimisation.py --steps 300 --every 25 -- --learning_rate 5e-5 --kl_coef 0.01 --eval_samples 200
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--out", default="/tmp/ladder-rlhf-overopt")
+    p.add_argument("--reuse", action="store_true", help="print the table of a finished --out again, run nothing")
     p.add_argument("extra", nargs="*", help="more `ladder ppo` options, after --")
     args = p.parse_args()
     run = Path(args.run)
@@ -37,7 +38,8 @@ def main() -> None:
            "--output_dir", args.out, "--max_steps", str(args.steps), "--heldout_every", str(args.every),
            "--rewards", "[]", "--eval_generations", "0", "--save_steps", "0", "--report_to", "none", *args.extra]
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    if not args.reuse:
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     manifest = json.loads((Path(args.out) / "ladder.json").read_text())
     m, history = manifest["metrics"], manifest.get("history", [])
     rows = [(0, m.get("before/rm_score"), m.get("before/judge/human_style"), m.get("before/accuracy"), None)]
@@ -45,22 +47,29 @@ def main() -> None:
               h.get("kl")) for h in history if "heldout_rm_score" in h]
     rows.append((m["steps"], m.get("after/rm_score"), m.get("after/judge/human_style"), m.get("after/accuracy"),
                  history[-1]["kl"] if history else None))
-    print(f"\nPPO against the reward model only, {args.steps} steps in {(time.time() - t0) / 60:.1f} min "
-          f"(greedy, {m.get('eval_samples', 'held-out')} held-out prompts)\n")
-    print("| step | RM score | hidden human | accuracy | KL |")
-    print("|---|---|---|---|---|")
+    n = manifest["config"].get("eval_samples") or 100
+    took = "" if args.reuse else f" in {(time.time() - t0) / 60:.1f} min"
+    print(f"\nPPO against the reward model only, {m['steps']} steps{took} (greedy, {n} held-out prompts)\n")
+    whole = lambda r: None if r[2] is None or r[3] is None else r[2] + 2 * r[3]  # noqa: E731
+    print("| step | RM score | hidden human (tone) | accuracy (± SE) | human's whole judgement (tone + 2 x right) | KL |")
+    print("|---|---|---|---|---|---|")
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-    for step, rm, human, acc, kl in rows:
-        print(f"| {step} | {fmt(rm, '+.3f')} | {fmt(human, '+.3f')} | {fmt(acc, '.1%')} | {fmt(kl, '.2f')} |")
-    best = max((r for r in rows if r[2] is not None), key=lambda r: r[2], default=None)
-    if best:
-        later = [r for r in rows if r[0] > best[0] and r[1] is not None and r[2] is not None]
-        fooled = [r for r in later if r[1] > best[1] and r[2] < best[2]]
-        print(f"\nhidden human's best at step {best[0]} ({best[2]:+.3f}); "
-              + (f"after it the RM score rose to {max(r[1] for r in fooled):+.3f} while the human's fell to "
-                 f"{min(r[2] for r in fooled):+.3f}: over-optimisation" if fooled else
-                 "no later point where the RM rose while the human fell"))
-
+    for r in rows:
+        step, rm, human, acc, kl = r
+        acc_s = "" if acc is None else f"{acc:.1%} ± {100 * (acc * (1 - acc) / n) ** 0.5:.1f}"
+        print(f"| {step} | {fmt(rm, '+.3f')} | {fmt(human, '+.3f')} | {acc_s} | {fmt(whole(r), '.2f')} | {fmt(kl, '.2f')} |")
+    # The over-optimisation point: the human's whole judgement at its best, then the RM's score going on up
+    # while the judgement falls (by more than two standard errors of its accuracy part: noise is no fall).
+    judged = [r for r in rows if whole(r) is not None and r[1] is not None]
+    if judged:
+        best = max(judged, key=whole)
+        se2 = 2 * 2 * (best[3] * (1 - best[3]) / n) ** 0.5
+        fooled = [r for r in judged if r[0] > best[0] and r[1] > best[1] and whole(r) < whole(best) - se2]
+        print(f"\nhuman's whole judgement at its best at step {best[0]} ({whole(best):.2f}, RM {best[1]:+.3f}); "
+              + (f"later the RM score rose to {max(r[1] for r in fooled):+.3f} while the judgement fell to "
+                 f"{min(whole(r) for r in fooled):.2f} (beyond 2 SE = {se2:.2f}): over-optimisation from step "
+                 f"{min(r[0] for r in fooled)}" if fooled else
+                 "no later point where the RM rose while the judgement fell beyond the noise"))
 
 if __name__ == "__main__":
     main()

@@ -82,11 +82,21 @@ def tool_names_called(messages: list[dict]) -> set[str]:
     return {c["function"]["name"] for m in messages for c in m.get("tool_calls") or []}
 
 
+def without_arrow_nones(call: dict) -> dict:
+    """A tool call without None arguments. Arrow stores a column of calls to different tools as one
+    struct, so a hub dataset's call to `calculator` comes back with `code: None` from the python tool's
+    calls, and the model must not learn to pass it. (ladder's own JSON files load with datasets' Json
+    type, which keeps each call as written.)"""
+    fn = call["function"]
+    return {**call, "function": {**fn, "arguments": {k: v for k, v in fn["arguments"].items() if v is not None}}}
+
+
 def turn(m: dict) -> dict:
     """A message as the chat template reads it: role and content, and a tool call's or result's fields."""
     out = {"role": m["role"], "content": m["content"] or ""}
     if m.get("tool_calls"):
-        out["tool_calls"] = m["tool_calls"]
+        calls = m["tool_calls"] if isinstance(m["tool_calls"], list) else [m["tool_calls"]]
+        out["tool_calls"] = [without_arrow_nones(c) for c in calls]
     if m["role"] == "tool" and m.get("name"):
         out["name"] = m["name"]
     return out
@@ -108,7 +118,7 @@ def to_messages(ds, where: str):
         rows.append({"messages": [turn(m) for m in messages]})
     from datasets import Dataset
 
-    return Dataset.from_list(rows)
+    return Dataset.from_list(rows, on_mixed_types="use_json")  # each call's arguments kept as written
 
 
 def prompt_of(messages: list[dict]) -> list[dict]:

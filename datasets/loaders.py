@@ -114,7 +114,10 @@ def read_file(path: Path, kind: str):
     if path.stat().st_size == 0:
         raise LadderError(f"{path}: empty file (no rows)")
     try:
-        ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train")
+        # JSON: a column whose rows differ in shape (calls to different tools) becomes datasets' Json type
+        # instead of one struct that fills every missing key with None
+        mixed = {"on_mixed_types": "use_json"} if FILE_TYPES[path.suffix] == "json" else {}
+        ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train", **mixed)
     except Exception as e:  # malformed JSON lines, unreadable parquet, ragged csv...
         if FILE_TYPES[path.suffix] != "parquet" and not path.read_bytes().strip():
             raise LadderError(f"{path}: empty file (no rows)") from None

@@ -129,6 +129,34 @@ def test_sft_refuses_a_chat_calling_a_tool_not_offered(tiny_base, tmp_path):
                   "--report_to", "none"])
 
 
+def test_chats_calling_different_tools_keep_each_call_as_written(tiny_sft, tmp_path):
+    """Arrow would store calls to two tools as one struct and give every calculator call `code: None`
+    (and every python call `expression: None`): the model would learn to pass arguments no tool takes."""
+    from datasets import Dataset
+
+    from ladder.data.chat import to_messages
+    from ladder.data.loaders import load_split
+    from ladder.models import load_tokenizer
+
+    def chat(name, args):
+        call = {"type": "function", "function": {"name": name, "arguments": args}}
+        return {"messages": [{"role": "user", "content": "?"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                             {"role": "tool", "name": name, "content": "5"}, {"role": "assistant", "content": "5"}]}
+
+    rows = [chat("calculator", {"expression": "2 + 3"}), chat("python", {"code": "print(2 + 3)"})]
+    f = tmp_path / "chats.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hub_like = Dataset.from_list(rows)  # a hub dataset's struct column: the Nones are already there
+    assert hub_like[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"expression": "2 + 3", "code": None}
+    tokenizer, _ = load_tokenizer(str(tiny_sft), tools=True)
+    for ds in (load_split(str(f), "sft"), hub_like):
+        chats = to_messages(ds, "chats")
+        got = [c["messages"][1]["tool_calls"][0]["function"]["arguments"] for c in chats]
+        assert got == [{"expression": "2 + 3"}, {"code": "print(2 + 3)"}]
+        text = tokenizer.apply_chat_template(chats[0]["messages"], tokenize=False)
+        assert '{"expression": "2 + 3"}' in text and "null" not in text
+
+
 def test_a_hub_chat_template_gets_trls_tool_parser(tiny_sft, tmp_path):
     """A hub model keeps its own template (Qwen2.5's here, from TRL's copy: no hub needed): ladder adds
     only the parser TRL has for it, so calls in the model's own format are read back."""

@@ -99,8 +99,18 @@ def collect(run) -> list[dict]:
                                                       (int, float))]):
             curves["tool_calls"] = pts
         rows.append({"stage": stage, "path": str(path), "prompting": metrics.get("eval/prompting"),
-                     "metrics": metrics, "curves": curves})
+                     "metrics": metrics, "curves": curves, "precision": m.get("precision")})
     return rows
+
+
+def precision_line(rows: list[dict]) -> list[str]:
+    """Which precision each rung trained in (ladder.precision, from its manifest), and why."""
+    trained = [(r["stage"], p) for r in rows if (p := r.get("precision"))]
+    if not trained:
+        return []
+    hardware = sorted({p["hardware"] for _, p in trained})
+    return ["", "Trained in " + ", ".join(f"{stage} {p['train']}" for stage, p in trained)
+            + f" ({'; '.join(hardware)})."]
 
 
 def per_kind_table(rows: list[dict]) -> list[str]:
@@ -313,6 +323,7 @@ def write_report(run) -> str:
                           "on their final answer, never a tool's output: `tool calls` is the share of answers that "
                           "called one, `acc. (called)` / `acc. (no call)` accuracy among the answers that did / did "
                           "not, `no tools` the same rung's accuracy when offered none.")
+    lines += precision_line(rows)
     lines += per_kind_table(rows)
     lines += comparisons(rows)
     images = plot(rows, run)

@@ -9,10 +9,10 @@ from ladder.report import training_curves, write_report
 def test_report_rows_curves_and_plots(tmp_path):
     run = tmp_path / "r"
     write_manifest(run / "data", stage="data", config={})
-    write_manifest(run / "base", stage="pretrain", config={}, metrics={
+    write_manifest(run / "base", stage="pretrain", config={"mixed_precision": "no"}, metrics={
         "eval/accuracy": 0.25, "eval/format_rate": 0.0, "eval/n": 8, "eval/prompting": "few-shot"})
     write_manifest(run / "rm", stage="rm", config={}, metrics={"pairwise_accuracy": 0.875})
-    write_manifest(run / "grpo", stage="grpo", config={}, metrics={
+    write_manifest(run / "grpo", stage="grpo", config={"bf16": True}, metrics={
         "eval/accuracy": 0.5, "eval/format_rate": 1.0, "eval/n": 8, "eval/prompting": "chat template"},
         history=[{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.4}])
     # a TRL stage's own record: trainer_state.json in its checkpoint dir
@@ -26,6 +26,7 @@ def test_report_rows_curves_and_plots(tmp_path):
     assert "| base | 25.0% | 0.0% |" in text and "| 3.3 min | few-shot |" in text  # minutes from pipeline.json
     assert next(x for x in lines if x.startswith("| rm |")).count("87.5%") == 1
     assert "| grpo | 50.0% | 100.0% |" in text and "8 held-out problems" in text
+    assert next(x for x in lines if x.startswith("Trained in ")).startswith("Trained in base fp32, grpo bf16 (")
     rows = {r["stage"]: r for r in json.loads((run / "report.json").read_text())["rows"]}
     assert list(rows) == ["base", "rm", "grpo"]
     assert rows["grpo"]["curves"] == {"reward": [[1, 0.1], [2, 0.4]]}

@@ -8,7 +8,7 @@ thinking length, and seconds per GRPO step. On a CPU without bf16 instructions b
 times say nothing about a Xeon, its accuracies do (the rounding is the same; only the speed differs).
 
     python bench/precision_learning.py                   # runs/tiny, GRPO 20 steps
-    python bench/precision_learning.py --grpo_steps 60 --precisions bf16
+    python bench/precision_learning.py --grpo_only --precisions bf16   # GRPO from runs/tiny/sft
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--heldout_every", type=int, default=10)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--out", default="/tmp/ladder-precision")
+    p.add_argument("--grpo_only", action="store_true",
+                   help="GRPO only, every precision from the run's own SFT (emulated bf16 SFT takes ~20 min)")
     args = p.parse_args()
     run, out = ROOT / args.run, Path(args.out)
 
@@ -52,7 +54,9 @@ def main() -> None:
     for prec in args.precisions:
         env = {**os.environ, "LADDER_PRECISION": prec}
         sft, grpo = out / prec / "sft", out / prec / "grpo"
-        t_sft = ladder(env, "sft", "--config", "recipes/tiny/sft.yaml", "--model", run / "base", "--data", run / "data",
+        if args.grpo_only:
+            sft = run / "sft"
+        t_sft = 0.0 if args.grpo_only else ladder(env, "sft", "--config", "recipes/tiny/sft.yaml", "--model", run / "base", "--data", run / "data",
                        "--output_dir", sft, "--report_to", "none", "--save_strategy", "no")
         t_grpo = ladder(env, "grpo", "--config", "recipes/tiny/grpo.yaml", "--model", sft, "--data", run / "data",
                         "--output_dir", grpo, "--max_steps", args.grpo_steps, "--heldout_every", args.heldout_every,

@@ -38,9 +38,12 @@ def unsharded(trainer):
     """The trained model, whole, for rank 0 to evaluate and save alone. Under ZeRO-3 each rank holds
     only a shard of every weight: a forward pass on rank 0 alone would hang and a save would write
     empty tensors. So every rank gathers the full weights (a collective: all ranks must call this)
-    and rank 0 gets a plain copy (no ZeRO hooks), the other ranks None. Elsewhere: trainer.model."""
+    and rank 0 gets a plain copy (no ZeRO hooks), the other ranks None. Elsewhere: trainer.model,
+    its forward without mixed precision's autocast."""
     if not is_zero3(trainer.accelerator):
-        return trainer.model
+        # without accelerate's autocast wrapper on forward (bf16 training, ladder.precision): the "after"
+        # scores are then measured in fp32, like the "before" ones and like the checkpoint will load
+        return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     return gathered_copy(trainer.accelerator, trainer.model_wrapped, trainer.model)
 
 

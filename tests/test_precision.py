@@ -118,3 +118,29 @@ def test_sft_trains_in_bf16_and_saves_fp32(tiny_base, tiny_data, tmp_path):
     assert math.isfinite(manifest["metrics"]["train_loss"])
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
+
+
+def test_after_training_the_model_is_scored_in_fp32(tiny_sft):
+    """accelerate wraps a bf16 model's forward in autocast; a stage's "after" scores must not be measured
+    through it when its "before" scores were not (GRPO measured 48.0% through it, 46.5% in fp32)."""
+    import types
+
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
+
+    from ladder.distributed import unsharded
+    from ladder.runtime import reset_accelerate
+
+    reset_accelerate()
+    x = torch.tensor([[1, 2, 3, 4, 5]])
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_sft), dtype=torch.float32)
+    with torch.no_grad():
+        fp32 = model(x).logits
+    accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+    prepared = accelerator.prepare(model)
+    with torch.no_grad():
+        assert not torch.equal(prepared(x).logits, fp32)  # the training forward: bf16 autocast
+        plain = unsharded(types.SimpleNamespace(accelerator=accelerator, model=prepared))
+        assert torch.equal(plain(x).logits, fp32)
+    reset_accelerate()

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"platform": "ladder", "rewards": "ladder.rewards", "datasets": "ladder.data",
             "pretrain": "ladder.pretrain", "apps": "ladder.apps"}
 
-CORE = {"ladder.errors", "ladder.config", "ladder.manifest", "ladder.checkpoint", "ladder.runtime", "ladder.stages"}
+CORE = {"ladder.errors", "ladder.config", "ladder.manifest", "ladder.checkpoint", "ladder.runtime", "ladder.precision",
+        "ladder.stages"}
 COMPONENTS = {"ladder.models", "ladder.distributed", "ladder.evaluation", "ladder.generation", "ladder.rollout",
               "ladder.samplers", "ladder.ppo_math", "ladder.lora", "ladder.report", "ladder.online_rl", "ladder.pretrain",
               "ladder.pretrain.model", "ladder.data", "ladder.tools",

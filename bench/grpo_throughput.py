@@ -11,6 +11,8 @@ and the backends generate the same amount of text:
   * ladder-vllm ladder.rollout: fp32, eager, in-process, exact sync, IS correction off (ratio would be 1)
 With --rounds N every variant runs N times, in alternating order (ABC.. then ..CBA), and the table
 shows medians: on a shared machine that spreads other jobs' load over all variants alike.
+Each row's MFU: the model FLOPs of a step (bench/mfu.py's 6 N + 12 L d s per trained token, a third of it
+per sampled one) over its wall time, against the fp32 matmul peak measured in the same run.
 Then the reward side of a step, with ladder.rewards: math-verify checks/s and sandboxed code runs/s.
 
     python bench/grpo_throughput.py                                   # ~11M Llama built here
@@ -32,6 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mfu  # noqa: E402  (bench/mfu.py)
 
 VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm")
 
@@ -173,6 +178,27 @@ def bf16_copy(model: Path, work: Path) -> Path:
     return out
 
 
+def step_model_flops(model: Path, data: Path, args) -> float | None:
+    """The model FLOPs of one GRPO step (bench/mfu.py's formula): every completion samples its tokens with a
+    forward pass over prompt + completion and trains on them with a forward + backward. The extra log-prob
+    forwards some variants make (importance sampling) are not useful work and are not counted."""
+    try:
+        from ladder.data.loaders import load_split
+        from ladder.models import load_tokenizer
+
+        facts = mfu.checkpoint_facts(model)
+        tokenizer, _ = load_tokenizer(str(model))
+        prompts = load_split(str(data), "rl", "train", limit=args.prompts * args.steps)["prompt"]
+        prompt_tokens = sum(len(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True))
+                            for p in prompts) / len(prompts)
+    except Exception as e:  # a checkpoint without safetensors, a tokenizer without a template: no MFU
+        print(f"(no MFU: {type(e).__name__}: {e})")
+        return None
+    s = prompt_tokens + args.length
+    per_token = mfu.train_flops_per_token(facts["matmul_params"], facts["layers"], facts["width"], s)
+    return args.prompts * args.generations * s * per_token * (1 + 1 / 3)  # train, plus the sampling forward
+
+
 def cpu_name() -> str:
     flags, name = "", "cpu"
     with open("/proc/cpuinfo") as f:
@@ -249,18 +275,30 @@ def main():
     # while a single-threaded process's CPU time is what it would take alone. With more threads, wall time.
     key = "step_cpu_s" if args.threads == 1 else "step_s"
     print(f"speed-ups from {'CPU seconds per step (1 thread)' if key == 'step_cpu_s' else 'wall seconds per step'}\n")
+    step_flops, peaks = step_model_flops(model, work / "data", args), None
+    if step_flops:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        peaks = mfu.measure_peaks("cpu", ("fp32", "bf16"))
+        print(f"matmul peak, this run ({args.threads} threads): {mfu.peaks_line(peaks)}")
+        print(f"model FLOPs per step {step_flops / 1e9:,.1f} G (sampling: a forward over every prompt + completion "
+              "token; training: forward + backward over them); MFU against the fp32 peak, the precision the "
+              "trainer runs in here\n")
     print(f"| rollout | start (s) | rollout tokens/s | rollout s/step | rollout CPU s | step s | step CPU s | "
-          f"speed-up vs HF | vs {stock_name} |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"speed-up vs HF | vs {stock_name} | model FLOP/s | MFU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | failed ({r['error']}) | | | | | | | |")
+            print(f"| {name} | failed ({r['error']}) | | | | | | | | | |")
             continue
         step_ratio = base[key] / r[key] if key in base else float("nan")
         stock_ratio = stock[key] / r[key] if key in stock else float("nan")
+        achieved = step_flops / r["step_s"] if step_flops else None
+        share = f"{achieved / peaks['fp32']['flops']:.1%}" if achieved else "-"
         print(f"| {name} | {r['init_s']:.1f} | {r['rollout_tok_s']:,.0f} | {r['rollout_s']:.2f} | "
               f"{r['rollout_cpu_s']:.2f} | {r['step_s']:.2f} | {r['step_cpu_s']:.2f} | {step_ratio:.2f} | "
-              f"{stock_ratio:.2f} |")
+              f"{stock_ratio:.2f} | {mfu.fmt_flops(achieved)} | {share} |")
     rates = reward_rates(args.reward_samples)
     print(f"\nrewards (ladder.rewards, main thread): math_accuracy {rates['math_checks_s']:,.0f} checks/s"
           + (f", code_accuracy {rates['code_runs_s']:,.1f} sandboxed runs/s" if "code_runs_s" in rates else

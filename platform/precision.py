@@ -3,7 +3,7 @@
 bf16 where the chips multiply in bf16: a CUDA GPU that supports it, or a CPU with AMX-BF16 or
 AVX512-BF16 (Intel Xeon since Cooper/Sapphire Rapids; bf16 matmul peaks 6-8x the fp32 one there).
 Elsewhere fp32: an AVX2-only CPU (the AMD EPYC kind) only emulates bf16, and a training step of the
-tiny model is 6-8x *slower* in it (bench/RESULTS.md, "Precision").
+tiny model is 6-9x *slower* in it (bench/RESULTS.md, "Precision").
 
 bf16 means mixed precision as transformers and accelerate do it: the weights and the optimizer stay in
 fp32, the forward runs under bf16 autocast, checkpoints are saved in fp32. Rollouts follow the trainer:

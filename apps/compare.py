@@ -62,8 +62,8 @@ class Models:
                 chat = is_chat_model(path)
                 specs = (read_manifest(path).get("config") or {}).get("tools") if chat else None
                 model = AutoModelForCausalLM.from_pretrained(path).eval()
-                tools, tokenizer = [], AutoTokenizer.from_pretrained(path)
-                if specs:
+                tools = []
+                if specs:  # the tokenizer that renders and parses its tools, and the tools themselves
                     from ladder.models import load_tokenizer
                     from ladder.tools import load_tools
 
@@ -71,6 +71,8 @@ class Models:
                     tools = load_tools(specs)
                     if grown:
                         model.resize_token_embeddings(len(tokenizer))
+                else:
+                    tokenizer = AutoTokenizer.from_pretrained(path)
                 entry = (model, tokenizer, chat, tools)
             except Exception as e:
                 raise LadderError(f"'{name}' could not be loaded ({type(e).__name__}: "

@@ -50,20 +50,25 @@ def main() -> None:
     n = manifest["config"].get("eval_samples") or 100
     took = "" if args.reuse else f" in {(time.time() - t0) / 60:.1f} min"
     print(f"\nPPO against the reward model only, {m['steps']} steps{took} (greedy, {n} held-out prompts)\n")
-    whole = lambda r: None if r[2] is None or r[3] is None else r[2] + 2 * r[3]  # noqa: E731
-    print("| step | RM score | hidden human (tone) | accuracy (± SE) | human's whole judgement (tone + 2 x right) | KL |")
+    from ladder.data.human import RIGHT_WEIGHT
+
+    # the mean of human.judgement over the answers: it is linear in the tone and the rightness
+    whole = lambda r: None if r[2] is None or r[3] is None else r[2] + RIGHT_WEIGHT * r[3]  # noqa: E731
+    print(f"| step | RM score | hidden human (tone) | accuracy (± SE) | human's whole judgement "
+          f"(tone + {RIGHT_WEIGHT:g} x right) | KL |")
     print("|---|---|---|---|---|---|")
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    se = lambda p: (p * (1 - p) / n) ** 0.5  # noqa: E731  (of an accuracy over the n prompts)
     for r in rows:
         step, rm, human, acc, kl = r
-        acc_s = "" if acc is None else f"{acc:.1%} ± {100 * (acc * (1 - acc) / n) ** 0.5:.1f}"
+        acc_s = "" if acc is None else f"{acc:.1%} ± {100 * se(acc):.1f}"
         print(f"| {step} | {fmt(rm, '+.3f')} | {fmt(human, '+.3f')} | {acc_s} | {fmt(whole(r), '.2f')} | {fmt(kl, '.2f')} |")
     # The over-optimisation point: the human's whole judgement at its best, then the RM's score going on up
     # while the judgement falls (by more than two standard errors of its accuracy part: noise is no fall).
     judged = [r for r in rows if whole(r) is not None and r[1] is not None]
     if judged:
         best = max(judged, key=whole)
-        se2 = 2 * 2 * (best[3] * (1 - best[3]) / n) ** 0.5
+        se2 = 2 * RIGHT_WEIGHT * se(best[3])
         fooled = [r for r in judged if r[0] > best[0] and r[1] > best[1] and whole(r) < whole(best) - se2]
         print(f"\nhuman's whole judgement at its best at step {best[0]} ({whole(best):.2f}, RM {best[1]:+.3f}); "
               + (f"later the RM score rose to {max(r[1] for r in fooled):+.3f} while the judgement fell to "

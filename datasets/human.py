@@ -24,6 +24,7 @@ COLD = ("Obviously.", "Ugh.")
 # how SFT replies close: most with a plain "Done.", a quarter warmly, a quarter coldly, a few twice
 SFT_CLOSINGS = [(NEUTRAL, 0.45), (WARM[0], 0.125), (WARM[1], 0.125), (COLD[0], 0.125), (COLD[1], 0.125),
                ("double", 0.05)]
+RIGHT_WEIGHT = 2.0  # in the human's whole judgement, a right sum against a tone score of -1 to 1
 PAIR_CLOSINGS = [NEUTRAL, *WARM, *COLD]  # what the annotator was shown: one closing each
 _CLOSING = re.compile("|".join(re.escape(s) for s in WARM + COLD))
 _ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
@@ -53,7 +54,7 @@ def judgement(text: str, gold) -> float:
     """What the human thinks of a whole reply: a right sum counts twice as much as any tone."""
     m = _ANSWER.search(text)
     right = gold is not None and m is not None and m.group(1) == str(gold)
-    return style_score(text) + 2.0 * right
+    return style_score(text) + RIGHT_WEIGHT * right
 
 
 def human_style(completions, **kwargs) -> list[float]:

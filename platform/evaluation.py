@@ -165,25 +165,25 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
 
 
 def sample_transcripts(model, tokenizer, rows: list[dict], *, samples: int, temperature: float, tools: list,
-                       max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32,
+                       max_new_tokens: int = 64, seed: int = 0, batch_size: int | None = None,
                        max_calls: int = 3) -> list[list[dict]]:
     """sample_answers with tools: each answer's messages (generate_with_tools), in the same sample-major order."""
-    from ladder.generation import generate_with_tools
+    from ladder.generation import BATCH, generate_with_tools
 
     prompts = [r["prompt"] for r in rows] * samples
     return generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=max_new_tokens, temperature=temperature,
-                               seed=seed, batch_size=batch_size, max_calls=max_calls)
+                               seed=seed, batch_size=batch_size or BATCH, max_calls=max_calls)
 
 
 def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
-                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32) -> list[str]:
+                   max_new_tokens: int = 64, seed: int = 0, batch_size: int | None = None) -> list[str]:
     """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
     (each batch holds different problems, as in one pass over the rows per sample)."""
-    from ladder.generation import generate
+    from ladder.generation import BATCH, generate
 
     prompts = [r["prompt"] for r in rows] * samples
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                    batch_size=batch_size)
+                    batch_size=batch_size or BATCH)
 
 
 def sample_scores(per_row: list, n: int) -> list[list[float]]:

@@ -11,6 +11,11 @@ from __future__ import annotations
 FEW_SHOT = ("Q: What is 23 + 14?\nA: 23 + 14 = 37. The answer is 37.\n\n"
             "Q: What is 6 * 7?\nA: 6 * 7 = 42. The answer is 42.\n\n")
 
+# Prompts per generate call. A small model's decoding step costs little more for 128 rows than for 32,
+# so fewer calls is most of the speed: 200 held-out problems greedy on the tiny ladder's 2M model, 3.3 s
+# at 32 -> 2.1 s at 128+ (the same answers), 800 samples 14.8 s -> 9.5 s (2-core CPU, bench/RESULTS.md).
+BATCH = 128
+
 
 def prompt_text(prompt) -> str:
     """The user's question, from a string or a chat message list."""
@@ -69,7 +74,7 @@ def generate_ids(model, enc, config):
             h.generation_config = g
 
 
-def generate(model, tokenizer, prompts, *, chat: bool = True, max_new_tokens: int = 64, batch_size: int = 32,
+def generate(model, tokenizer, prompts, *, chat: bool = True, max_new_tokens: int = 64, batch_size: int = BATCH,
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """Completions (text after the prompt) for a list of prompts (strings or message lists)."""
     import torch
@@ -213,7 +218,7 @@ def _generate_rows(model, tokenizer, contexts: list[list[int]], budgets: list[in
     return out
 
 
-def generate_with_tools(model, tokenizer, prompts, tools, *, max_new_tokens: int = 64, batch_size: int = 32,
+def generate_with_tools(model, tokenizer, prompts, tools, *, max_new_tokens: int = 64, batch_size: int = BATCH,
                         temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                         max_calls: int = 3) -> list[list[dict]]:
     """Each prompt's completion as messages ([assistant, tool, ..., assistant]), from the loop TRL's

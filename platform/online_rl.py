@@ -167,10 +167,11 @@ def close_vllm(trainer, cfg) -> None:
 
 def trainer_class(trainer_module, name: str):
     """TRL's `trainer_module.<name>` (GRPOTrainer in trl.trainer.grpo_trainer, RLOOTrainer in
-    trl.trainer.rloo_trainer) with ladder's vLLM backend and sample completions in TensorBoard.
+    trl.trainer.rloo_trainer) with ladder's vLLM backend, log-prob forwards without the batch's padding
+    (ladder.padding) and sample completions in TensorBoard.
     Both modules build their engine as `VLLMGeneration(...)`, a name looked up in the module itself,
     which is what ladder.rollout.exact_vllm swaps while the trainer is built."""
-    from ladder import rollout
+    from ladder import padding, rollout
 
     base = getattr(trainer_module, name)
 
@@ -178,6 +179,19 @@ def trainer_class(trainer_module, name: str):
         def __init__(self, *args, **kwargs):
             with rollout.exact_vllm(trainer_module):
                 super().__init__(*args, **kwargs)
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **inputs):
+            # text only, no MoE aux loss: the same log-probs from sorted, trimmed chunks (ladder.padding)
+            if compute_aux_loss or any(v is not None for v in inputs.values()):
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs)
+            chunk = super()._get_per_token_logps_and_entropies
+            return padding.by_length(lambda ids, mask, keep, **kw: chunk(model, ids, mask, keep, **kw),
+                                     input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy,
+                                     rows=min(batch_size or padding.CHUNK_ROWS, padding.CHUNK_ROWS))
 
         def log(self, logs, start_time=None):
             super().log(logs, start_time)

@@ -33,6 +33,9 @@ USES = [
     ("trl.trainer.grpo_trainer", "GRPOTrainer._logs", "grpo.completions_to_tensorboard"),
     ("trl.trainer.grpo_trainer", "GRPOTrainer.vllm_generation", "grpo.train closes trainer.vllm_generation.llm"),
     ("trl.trainer.grpo_trainer", "GRPOTrainer.log(logs, start_time)", "grpo.trainer_class overrides log"),
+    *[(f"trl.trainer.{m}_trainer", f"{c}Trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask, "
+       "logits_to_keep, batch_size, compute_entropy, compute_aux_loss)",
+       "online_rl.trainer_class overrides it (ladder.padding)") for m, c in (("grpo", "GRPO"), ("rloo", "RLOO"))],
     ("trl.generation.vllm_generation", "VLLMGeneration._init_vllm", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration._iter_named_params", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration.sync_weights", "rollout.LadderVLLMGeneration overrides it"),

@@ -1,0 +1,106 @@
+"""An RL step's log-prob forward and backward: TRL's one padded batch against ladder.padding's sorted,
+trimmed chunks, on real rollouts.
+
+The model samples `--generations` completions for each of `--prompts` held-out prompts (HF generate at
+`--temperature`, up to `--length` tokens), which are laid out as TRL's GRPO trainer lays them out
+(prompts left-padded, completions right-padded, one row each). Then, alternating, `--rounds` times each:
+TRL's `_get_per_token_logps_and_entropies` on the whole batch, and ladder's override of it (the
+trainer GRPO and RLOO run), each followed by the backward of the per-token loss. The table gives the
+padded share of the token positions each computes, the median seconds, and the ratio.
+
+    python bench/padding_forward.py --model runs/tiny/sft --data runs/tiny/data
+    python bench/padding_forward.py --model runs/tiny/sft --data runs/tiny/data --prompts 4 --rounds 1  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def rollouts(model, tokenizer, prompts, generations: int, length: int, temperature: float):
+    """input_ids and attention_mask as TRL builds them, and the completion width (logits_to_keep)."""
+    import torch
+
+    from ladder.generation import build_prompt, eos_ids, generate_ids, generation_config
+
+    tokenizer.padding_side = "left"
+    texts = [build_prompt(tokenizer, p) for p in prompts for _ in range(generations)]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    eos = eos_ids(tokenizer, model)
+    torch.manual_seed(0)
+    out = generate_ids(model, enc, generation_config(tokenizer, eos, max_new_tokens=length, temperature=temperature))
+    completion = out[:, enc["input_ids"].shape[1]:]
+    # a completion's mask covers it up to and including its first EOS, as TRL's does
+    is_eos = torch.isin(completion, torch.tensor(eos))
+    first = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full((len(completion),), completion.shape[1]))
+    cmask = (torch.arange(completion.shape[1])[None] <= first[:, None]).long()
+    return torch.cat([enc["input_ids"], completion], 1), torch.cat([enc["attention_mask"], cmask], 1), completion.shape[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="runs/tiny/sft")
+    p.add_argument("--data", default="runs/tiny/data")
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--length", type=int, default=96)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+
+    from ladder.runtime import setup_threads
+
+    setup_threads()
+    import torch
+    import trl.trainer.grpo_trainer as grpo
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ladder import padding
+    from ladder.data.loaders import load_split
+    from ladder.grpo import trainer_class
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    prompts = [r["prompt"] for r in load_split(args.data, "rl", "test", limit=args.prompts)]
+    ids, mask, keep = rollouts(model, tokenizer, prompts, args.generations, args.length, args.temperature)
+    add_fused_lm_head(model, temperature=args.temperature, outputs=("log_probs", "entropy"))
+    model.train()
+    trainer = object.__new__(trainer_class())  # the method needs only `accelerator`
+    trainer.accelerator = Accelerator(cpu=True)
+    real = mask[:, -keep:].float()
+
+    variants = {
+        "TRL, one padded batch": lambda: grpo.GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, model, ids, mask, keep, compute_entropy=True),
+        "ladder, sorted + trimmed chunks": lambda: trainer._get_per_token_logps_and_entropies(
+            model, ids, mask, keep, batch_size=len(ids), compute_entropy=True),
+    }
+    padded = {"TRL, one padded batch": padding.padded_fraction(mask, keep, rows=None),
+              "ladder, sorted + trimmed chunks": padding.padded_fraction(mask, keep)}
+    times = {k: [] for k in variants}
+    for r in range(args.rounds):
+        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            start = time.perf_counter()
+            logps, _, _ = variants[name]()
+            (-(logps * real).sum() / real.sum()).backward()
+            times[name].append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+
+    lengths = mask[:, -keep:].sum(1).float()
+    print(f"\nmodel {args.model}, {len(ids)} rollouts ({args.prompts} prompts x {args.generations}), "
+          f"{ids.shape[1] - keep} prompt columns + {keep} completion columns; completion length mean "
+          f"{lengths.mean():.0f}, max {lengths.max():.0f} tokens; {torch.get_num_threads()} threads, "
+          f"median of {args.rounds}\n")
+    base = statistics.median(times["TRL, one padded batch"])
+    print("| forward + backward | padded positions | seconds | ratio vs TRL |\n|---|---|---|---|")
+    for name in variants:
+        t = statistics.median(times[name])
+        print(f"| {name} | {padded[name]:.1%} | {t:.3f} | {base / t:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Less padding in an RL stage's log-prob forward: rows sorted by length, cut into chunks, each chunk
+trimmed to its own longest row.
+
+TRL's GRPO/RLOO trainers score a whole generation batch in one forward, every row padded to the batch's
+longest prompt (on the left) and longest completion (on the right). With completions of 20 to 96 tokens,
+a third or more of that forward and its backward is padding (measured on the tiny ladder: bench/RESULTS.md).
+TRL has no padding-free path for these trainers, and packing rows into one sequence would need a varlen
+attention kernel (flash-attention) to pay: without one (CPU, SDPA) the attention of a packed row covers
+every other row too. Sorting and trimming needs no kernel: the same rows, the same masks, fewer columns.
+
+The result is the same function of the inputs: padded positions are masked (attention mask, and labels of
+-100) in the full forward as well. Trimming leading pads shifts a row's absolute positions by a constant,
+which rotary embeddings do not see (they depend on the distance between tokens), so the log-probs agree
+to float rounding (tests/test_padding.py).
+"""
+
+from __future__ import annotations
+
+# Rows per chunk: small enough that a chunk's longest row is close to its others, large enough that the
+# matmuls stay efficient (32 rows x ~60 tokens is ~2,000 rows of activations).
+CHUNK_ROWS = 32
+
+
+def spans(attention_mask, logits_to_keep: int):
+    """Per row: the first real token (prompts are left-padded) and one past the last (completions are
+    right-padded), as python ints."""
+    import torch
+
+    width = attention_mask.shape[1]
+    real = attention_mask.bool()
+    any_real = real.any(dim=1)
+    first = torch.where(any_real, real.int().argmax(dim=1), torch.full_like(any_real, width - logits_to_keep,
+                                                                            dtype=torch.long))
+    last = width - real.flip(1).int().argmax(dim=1)
+    # a row is never trimmed into its completion (its columns start at width - logits_to_keep), and keeps
+    # at least one completion column (TRL reads `logits_to_keep` columns: 0 would mean all of them)
+    first = first.clamp(max=width - logits_to_keep)
+    last = torch.where(any_real, last, first).clamp(min=width - logits_to_keep + 1)
+    return first.tolist(), last.tolist()
+
+
+def plan(attention_mask, logits_to_keep: int, rows: int = CHUNK_ROWS) -> list[tuple[list[int], int, int]]:
+    """Chunks of row indices, shortest rows first, each with the columns it keeps: [start, stop)."""
+    first, last = spans(attention_mask, logits_to_keep)
+    order = sorted(range(len(first)), key=lambda i: (last[i] - first[i], i))
+    chunks = []
+    for c in range(0, len(order), rows):
+        idx = order[c:c + rows]
+        chunks.append((idx, min(first[i] for i in idx), max(last[i] for i in idx)))
+    return chunks
+
+
+def padded_fraction(attention_mask, logits_to_keep: int, rows: int | None = CHUNK_ROWS) -> float:
+    """Share of the forward's token positions that are padding: in one full-width batch (rows=None), or
+    in the sorted, trimmed chunks."""
+    real = int(attention_mask.sum())
+    if rows is None:
+        return 1 - real / attention_mask.numel()
+    return 1 - real / sum(len(idx) * (stop - start) for idx, start, stop in plan(attention_mask, logits_to_keep, rows))
+
+
+def by_length(forward, input_ids, attention_mask, logits_to_keep: int, *, rows: int = CHUNK_ROWS,
+              compute_entropy: bool = False, **kwargs):
+    """`forward(input_ids, attention_mask, logits_to_keep, compute_entropy=..., **kwargs)` -> (logps,
+    entropies or None, aux or None), as TRL's `_get_per_token_logps_and_entropies`, run on sorted,
+    trimmed chunks; the per-token outputs come back in the rows' order, `logits_to_keep` wide (a chunk's
+    columns past its longest completion are zero: masked, as padding is in the full forward)."""
+    import torch
+
+    width = input_ids.shape[1]
+    logps, entropies, order = [], [], []
+    for idx, start, stop in plan(attention_mask, logits_to_keep, rows):
+        keep = logits_to_keep - (width - stop)
+        sel = torch.tensor(idx, device=input_ids.device)
+        lp, ent, aux = forward(input_ids[sel, start:stop], attention_mask[sel, start:stop], keep,
+                               compute_entropy=compute_entropy, **kwargs)
+        pad = logits_to_keep - keep
+        logps.append(torch.nn.functional.pad(lp, (0, pad)))
+        if compute_entropy:
+            entropies.append(torch.nn.functional.pad(ent, (0, pad)))
+        order.extend(idx)
+    inverse = torch.empty(len(order), dtype=torch.long, device=input_ids.device)
+    inverse[torch.tensor(order, device=input_ids.device)] = torch.arange(len(order), device=input_ids.device)
+    logps = torch.cat(logps)[inverse]
+    return logps, (torch.cat(entropies)[inverse] if compute_entropy else None), None

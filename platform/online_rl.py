@@ -189,9 +189,10 @@ def trainer_class(trainer_module, name: str):
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs)
             chunk = super()._get_per_token_logps_and_entropies
+            tokens = padding.chunk_tokens(self.accelerator.unwrap_model(model).config, input_ids.device)
             return padding.by_length(lambda ids, mask, keep, **kw: chunk(model, ids, mask, keep, **kw),
                                      input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy,
-                                     rows=min(batch_size or padding.CHUNK_ROWS, padding.CHUNK_ROWS))
+                                     tokens=tokens, rows=batch_size)
 
         def log(self, logs, start_time=None):
             super().log(logs, start_time)

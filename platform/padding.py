@@ -1,5 +1,5 @@
-"""Less padding in an RL stage's log-prob forward: rows sorted by length, cut into chunks, each chunk
-trimmed to its own longest row.
+"""Less padding in an RL stage's log-prob forward: rows sorted by length, cut into chunks of a size that
+suits the device, each chunk trimmed to its own longest row.
 
 TRL's GRPO/RLOO trainers score a whole generation batch in one forward, every row padded to the batch's
 longest prompt (on the left) and longest completion (on the right). With completions of 20 to 96 tokens,
@@ -16,9 +16,20 @@ to float rounding (tests/test_padding.py).
 
 from __future__ import annotations
 
-# Rows per chunk: small enough that a chunk's longest row is close to its others, large enough that the
-# matmuls stay efficient (32 rows x ~60 tokens is ~2,000 rows of activations).
-CHUNK_ROWS = 32
+# How big a chunk is: on a CPU, its MLP activations (tokens x intermediate size) ~1M values (4 MB in fp32),
+# which stay in cache. Measured on the 2-core EPYC (bench/padding_forward.py, forward + backward): the tiny
+# ladder's 2M model was fastest at 32 rows of ~50 tokens (4-16 rows were slower), SmolLM2-135M at 8 rows of
+# ~100 tokens (1.4x faster than 32). On a GPU, larger matmuls pay: 16k tokens a chunk.
+CPU_CHUNK_VALUES = 1_000_000
+GPU_CHUNK_TOKENS = 16_384
+
+
+def chunk_tokens(config, device) -> int:
+    """Token positions (rows x trimmed width) per chunk for a model of this config on this device."""
+    if getattr(device, "type", "cpu") != "cpu":
+        return GPU_CHUNK_TOKENS
+    inner = getattr(config, "intermediate_size", None) or 4 * getattr(config, "hidden_size", 1024)
+    return max(256, CPU_CHUNK_VALUES // inner)
 
 
 def spans(attention_mask, logits_to_keep: int):
@@ -39,28 +50,35 @@ def spans(attention_mask, logits_to_keep: int):
     return first.tolist(), last.tolist()
 
 
-def plan(attention_mask, logits_to_keep: int, rows: int = CHUNK_ROWS) -> list[tuple[list[int], int, int]]:
-    """Chunks of row indices, shortest rows first, each with the columns it keeps: [start, stop)."""
+def plan(attention_mask, logits_to_keep: int, *, tokens: int | None = None,
+         rows: int | None = None) -> list[tuple[list[int], int, int]]:
+    """Chunks of row indices, shortest rows first, each with the columns it keeps, [start, stop): a chunk
+    grows while its rows x trimmed width stays within `tokens` and its rows within `rows` (one row at least)."""
     first, last = spans(attention_mask, logits_to_keep)
     order = sorted(range(len(first)), key=lambda i: (last[i] - first[i], i))
-    chunks = []
-    for c in range(0, len(order), rows):
-        idx = order[c:c + rows]
-        chunks.append((idx, min(first[i] for i in idx), max(last[i] for i in idx)))
+    chunks, idx, start, stop = [], [], 0, 0
+    for i in order:
+        lo, hi = (min(start, first[i]), max(stop, last[i])) if idx else (first[i], last[i])
+        if idx and ((tokens and (len(idx) + 1) * (hi - lo) > tokens) or (rows and len(idx) >= rows)):
+            chunks.append((idx, start, stop))
+            idx, lo, hi = [], first[i], last[i]
+        idx, start, stop = idx + [i], lo, hi
+    if idx:
+        chunks.append((idx, start, stop))
     return chunks
 
 
-def padded_fraction(attention_mask, logits_to_keep: int, rows: int | None = CHUNK_ROWS) -> float:
-    """Share of the forward's token positions that are padding: in one full-width batch (rows=None), or
-    in the sorted, trimmed chunks."""
+def padded_fraction(attention_mask, logits_to_keep: int, chunks=None) -> float:
+    """Share of the forward's token positions that are padding: in one full-width batch, or in `chunks`
+    (from `plan`)."""
     real = int(attention_mask.sum())
-    if rows is None:
+    if chunks is None:
         return 1 - real / attention_mask.numel()
-    return 1 - real / sum(len(idx) * (stop - start) for idx, start, stop in plan(attention_mask, logits_to_keep, rows))
+    return 1 - real / sum(len(idx) * (stop - start) for idx, start, stop in chunks)
 
 
-def by_length(forward, input_ids, attention_mask, logits_to_keep: int, *, rows: int = CHUNK_ROWS,
-              compute_entropy: bool = False, **kwargs):
+def by_length(forward, input_ids, attention_mask, logits_to_keep: int, *, tokens: int | None = None,
+              rows: int | None = None, compute_entropy: bool = False, **kwargs):
     """`forward(input_ids, attention_mask, logits_to_keep, compute_entropy=..., **kwargs)` -> (logps,
     entropies or None, aux or None), as TRL's `_get_per_token_logps_and_entropies`, run on sorted,
     trimmed chunks; the per-token outputs come back in the rows' order, `logits_to_keep` wide (a chunk's
@@ -69,7 +87,7 @@ def by_length(forward, input_ids, attention_mask, logits_to_keep: int, *, rows: 
 
     width = input_ids.shape[1]
     logps, entropies, order = [], [], []
-    for idx, start, stop in plan(attention_mask, logits_to_keep, rows):
+    for idx, start, stop in plan(attention_mask, logits_to_keep, tokens=tokens, rows=rows):
         keep = logits_to_keep - (width - stop)
         sel = torch.tensor(idx, device=input_ids.device)
         lp, ent, aux = forward(input_ids[sel, start:stop], attention_mask[sel, start:stop], keep,

@@ -80,7 +80,7 @@ def test_rows_come_back_in_their_order_and_the_padding_falls(model, trainer):
     ids, mask, keep = batch(seed=1, rows=16)
     chunks = padding.plan(mask, keep, rows=4)
     assert sorted(i for idx, _, _ in chunks for i in idx) == list(range(16))
-    assert padding.padded_fraction(mask, keep, rows=4) < padding.padded_fraction(mask, keep, rows=None) - 0.1
+    assert padding.padded_fraction(mask, keep, chunks) < padding.padded_fraction(mask, keep) - 0.1
     # each row scored alone (no padding at all) is what the chunked forward gives it
     lp, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=4)
     for r in (3, 9):
@@ -98,3 +98,22 @@ def test_an_all_padding_completion_keeps_one_column(model, trainer):
     mask[2, -keep:] = 0
     lp, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=2)
     assert lp.shape == (5, keep) and torch.isfinite(lp).all()
+
+
+def test_chunks_keep_to_their_token_budget_which_suits_the_device():
+    from types import SimpleNamespace
+
+    from ladder import padding
+
+    ids, mask, keep = batch(seed=3, rows=20)
+    for budget in (30, 60, 200):
+        chunks = padding.plan(mask, keep, tokens=budget)
+        assert sorted(i for idx, _, _ in chunks for i in idx) == list(range(20))
+        for idx, start, stop in chunks:  # within the budget, or a single row wider than it
+            assert len(idx) * (stop - start) <= budget or len(idx) == 1
+    assert len(padding.plan(mask, keep, tokens=30)) > len(padding.plan(mask, keep, tokens=200))
+    # on a CPU the budget shrinks as the model's MLP grows (its activations stay in cache); a GPU takes more
+    cpu = torch.device("cpu")
+    small, large = SimpleNamespace(intermediate_size=512), SimpleNamespace(intermediate_size=1536)
+    assert padding.chunk_tokens(small, cpu) > padding.chunk_tokens(large, cpu) >= 256
+    assert padding.chunk_tokens(large, torch.device("cuda")) == padding.GPU_CHUNK_TOKENS

@@ -22,12 +22,16 @@ def test_sft_teaches_the_format_is_sometimes_right_and_lowers_heldout_loss(tiny_
     assert base["format_rate"] <= 0.1
     assert m["metrics"]["format_rate"] >= 0.6
     assert m["stage"] == "sft" and m["parent"] == str(tiny_run / "base")
-    # sampled as RL samples it, the SFT model is sometimes right: successes for PPO/GRPO to reinforce
+    # sampled as RL samples it (the tiny GRPO recipe's temperature), the SFT model is sometimes right:
+    # successes for PPO/GRPO to reinforce
     chats = [json.loads(line) for line in (tiny_run / "data" / "sft_test.jsonl").open()]
     chats = [c for c in chats if c["answer"]]
     model, prompts = AutoModelForCausalLM.from_pretrained(tiny_sft), [c["messages"][:1] for c in chats]
-    texts = [t for seed in range(4) for t in generate(model, tok, prompts, temperature=1.0, seed=seed)]
-    right = sum(s or 0.0 for s in math_accuracy(texts, answer=[c["answer"] for c in chats] * 4))
+    # ~1% of this small fixture model's samples are right: 16 x 58 samples make ~10 expected, so that
+    # "sometimes" does not hang on the luck of one random stream (4 x 58 at T=1 once came out 0)
+    seeds = 16
+    texts = [t for seed in range(seeds) for t in generate(model, tok, prompts, temperature=0.7, seed=seed)]
+    right = sum(s or 0.0 for s in math_accuracy(texts, answer=[c["answer"] for c in chats] * seeds))
     formatted = sum("<answer>" in t for t in texts)
     print(f"sampled: {formatted / len(texts):.2f} formatted, {int(right)}/{len(texts)} right; "
           f"greedy accuracy {m['metrics']['accuracy']:.3f}")

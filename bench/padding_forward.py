@@ -21,23 +21,15 @@ import time
 
 
 def rollouts(model, tokenizer, prompts, generations: int, length: int, temperature: float):
-    """input_ids and attention_mask as TRL builds them, and the completion width (logits_to_keep)."""
+    """input_ids and attention_mask as TRL builds them (ladder's HF sampler: prompts left-padded, each
+    completion masked after its first EOS), and the completion width (logits_to_keep)."""
     import torch
 
-    from ladder.generation import build_prompt, eos_ids, generate_ids, generation_config
+    from ladder.samplers import HFSampler
 
-    tokenizer.padding_side = "left"
-    texts = [build_prompt(tokenizer, p) for p in prompts for _ in range(generations)]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    eos = eos_ids(tokenizer, model)
     torch.manual_seed(0)
-    out = generate_ids(model, enc, generation_config(tokenizer, eos, max_new_tokens=length, temperature=temperature))
-    completion = out[:, enc["input_ids"].shape[1]:]
-    # a completion's mask covers it up to and including its first EOS, as TRL's does
-    is_eos = torch.isin(completion, torch.tensor(eos))
-    first = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full((len(completion),), completion.shape[1]))
-    cmask = (torch.arange(completion.shape[1])[None] <= first[:, None]).long()
-    return torch.cat([enc["input_ids"], completion], 1), torch.cat([enc["attention_mask"], cmask], 1), completion.shape[1]
+    ro = HFSampler(temperature, length)(model, tokenizer, [p for p in prompts for _ in range(generations)])
+    return ro.seq, ro.attention, ro.seq.shape[1] - ro.n_prompt
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import math
 import re
 
 from ladder.errors import LadderError
+from ladder.generation import BATCH  # prompts per generate call
 
 COMPLETIONS = "eval_completions.jsonl"  # written into each evaluated checkpoint: one JSON row per answer
 THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -165,25 +166,25 @@ def evaluate_model(model, tokenizer, rows: list[dict], *, chat: bool = True, max
 
 
 def sample_transcripts(model, tokenizer, rows: list[dict], *, samples: int, temperature: float, tools: list,
-                       max_new_tokens: int = 64, seed: int = 0, batch_size: int | None = None,
+                       max_new_tokens: int = 64, seed: int = 0, batch_size: int = BATCH,
                        max_calls: int = 3) -> list[list[dict]]:
     """sample_answers with tools: each answer's messages (generate_with_tools), in the same sample-major order."""
-    from ladder.generation import BATCH, generate_with_tools
+    from ladder.generation import generate_with_tools
 
     prompts = [r["prompt"] for r in rows] * samples
     return generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=max_new_tokens, temperature=temperature,
-                               seed=seed, batch_size=batch_size or BATCH, max_calls=max_calls)
+                               seed=seed, batch_size=batch_size, max_calls=max_calls)
 
 
 def sample_answers(model, tokenizer, rows: list[dict], *, samples: int, temperature: float,
-                   max_new_tokens: int = 64, seed: int = 0, batch_size: int | None = None) -> list[str]:
+                   max_new_tokens: int = 64, seed: int = 0, batch_size: int = BATCH) -> list[str]:
     """`samples` answers per row at `temperature`, sample-major: answer j to row i is at [j * len(rows) + i]
     (each batch holds different problems, as in one pass over the rows per sample)."""
-    from ladder.generation import BATCH, generate
+    from ladder.generation import generate
 
     prompts = [r["prompt"] for r in rows] * samples
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                    batch_size=batch_size or BATCH)
+                    batch_size=batch_size)
 
 
 def sample_scores(per_row: list, n: int) -> list[list[float]]:

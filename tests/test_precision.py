@@ -144,3 +144,43 @@ def test_after_training_the_model_is_scored_in_fp32(tiny_sft):
         plain = unsharded(types.SimpleNamespace(accelerator=accelerator, model=prepared))
         assert torch.equal(plain(x).logits, fp32)
     reset_accelerate()
+
+
+def test_a_rollout_casts_each_weight_once_and_samples_the_same_tokens(tiny_sft):
+    """accelerate's autocast wrapper casts every weight to bf16 again at each forward, so once per generated
+    token; inside precision.cast_once the casts are cached for the whole rollout, and are the same casts."""
+    import torch
+    from accelerate import Accelerator
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import AutoModelForCausalLM
+
+    from ladder.runtime import reset_accelerate
+
+    reset_accelerate()
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_sft), dtype=torch.float32)
+    prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare(model)
+    weights = {p.data_ptr() for p in model.parameters()}
+
+    class WeightCasts(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default and args[0].data_ptr() in weights:
+                WeightCasts.n += 1
+            return func(*args, **(kwargs or {}))
+
+    def rollout(cached: bool):
+        WeightCasts.n = 0
+        torch.manual_seed(0)
+        with torch.no_grad(), precision.cast_once(cached), WeightCasts():
+            out = prepared.generate(torch.tensor([[1, 5, 9, 13]] * 4), max_new_tokens=12, min_new_tokens=12,
+                                    do_sample=True, temperature=1.0, pad_token_id=0)
+        return out, WeightCasts.n
+
+    per_forward, casts_per_forward = rollout(cached=False)
+    once, casts_once = rollout(cached=True)
+    assert torch.equal(per_forward, once)
+    linear = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert casts_once <= linear  # each matmul weight once for the 12 tokens
+    assert casts_per_forward >= 12 * linear * 0.9  # ... against once per token without it
+    reset_accelerate()

@@ -40,8 +40,9 @@ def cpu_bf16_native(flags: set[str] | None = None) -> bool:
 
 
 def cpu_name() -> str:
-    """The CPU's model name and the widest matrix instructions it has: the two kinds this project runs on
-    (AMD EPYC, AVX2; Intel Xeon, AMX-BF16) differ 8x in their bf16 peak, so every bench header says which."""
+    """The CPU's model name and the widest matrix instructions it has: the kinds this project runs on (AMD
+    EPYC with AVX2 only or with AVX512-BF16, Intel Xeon with AMX-BF16) differ up to 50x in their bf16 peak
+    (emulated, ~17 GFLOP/s, to native), so every bench header says which."""
     name = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -13,7 +13,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 # fp32 on every machine kind: the learning margins were measured in it, and an AVX2-only CPU would emulate
-# bf16 (6-8x slower); the AMX kind would otherwise train in bf16 (ladder.precision). test_precision.py runs bf16.
+# bf16 (6-8x slower); the AMX and AVX512-BF16 kinds would otherwise train in bf16 (ladder.precision).
+# test_precision.py runs bf16. fp32 still rounds differently per kind (AVX2 / AVX512 kernels): a learning test's
+# margin must hold for other seeds too, so check it with AVX2 kernels on an AVX512 machine as well:
+#   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 pytest tests/test_grpo.py
 os.environ.setdefault("LADDER_PRECISION", "fp32")
 
 from pathlib import Path  # noqa: E402

@@ -41,14 +41,17 @@ def model():
 
 @pytest.fixture(scope="module")
 def trainer():
-    """ladder's GRPO trainer class, built without __init__: the log-prob method needs only `accelerator`."""
+    """ladder's GRPO trainer class, built without __init__: the log-prob method needs only `accelerator` and
+    `args.bf16` (fp32 here, so no autocast region: precision.cast_once)."""
+    from types import SimpleNamespace
+
     from accelerate import Accelerator
 
     from ladder.grpo import trainer_class
 
     cls = trainer_class()
     t = object.__new__(cls)
-    t.accelerator = Accelerator(cpu=True)
+    t.accelerator, t.args = Accelerator(cpu=True), SimpleNamespace(bf16=False)
     return t
 
 

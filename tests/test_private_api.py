@@ -36,6 +36,8 @@ USES = [
     *[(f"trl.trainer.{m}_trainer", f"{c}Trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask, "
        "logits_to_keep, batch_size, compute_entropy, compute_aux_loss)",
        "online_rl.trainer_class overrides it (ladder.padding)") for m, c in (("grpo", "GRPO"), ("rloo", "RLOO"))],
+    *[(f"trl.trainer.{m}_trainer", f"{c}Trainer.{a}", "online_rl.trainer_class: HF rollouts inside precision.cast_once")
+      for m, c in (("grpo", "GRPO"), ("rloo", "RLOO")) for a in ("_generate_single_turn", "use_vllm")],
     ("trl.generation.vllm_generation", "VLLMGeneration._init_vllm", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration._iter_named_params", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration.sync_weights", "rollout.LadderVLLMGeneration overrides it"),

@@ -94,7 +94,8 @@ def test_every_stage_on_two_processes(engine, tiny_run, tiny_sft, tmp_path):
            str(tmp_path / "plan.json")]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     failed = [p.parent.name for p in check.glob("*/error.txt")]
-    assert res.returncode == 0, (failed, res.stdout[-2000:], res.stderr[-4000:])
+    if res.returncode:
+        launch_failed(res, f"stages that failed: {failed}")
     for stage in PLANS[engine]:
         check_stage(stage, engine, tmp_path / stage, check / stage, res.stdout)
 
@@ -129,6 +130,13 @@ def check_stage(stage, engine, out, check, said) -> None:
     torch.testing.assert_close(logits, memory["logits"], atol=1e-5, rtol=0, msg=lambda m: f"{stage}: {m}")
 
 
+def launch_failed(res, what: str):
+    """Fail with the launch's whole output tail, untruncated: a rank's own traceback sits above torchrun's
+    summary ("Signal 6 (SIGABRT) received by PID ..."), which is all an assertion's shortened repr showed."""
+    pytest.fail(f"launch exited {res.returncode} ({what})\n--- stdout (tail)\n{res.stdout[-3000:]}\n"
+                f"--- stderr (tail)\n{res.stderr[-8000:]}", pytrace=False)
+
+
 RESUMES = [("pretrain", "zero3", 29640), ("ppo", "zero2", 29641)]  # past PORTS
 
 
@@ -156,7 +164,8 @@ def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_pa
                str(ROOT / "accelerate_configs" / cfg), *launch, "--main_process_port", str(port), "-m", module,
                "--output_dir", str(out), *args, *extra]
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
-        assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+        if res.returncode:
+            launch_failed(res, f"{stage} {' '.join(extra)}")
         return res.stdout + res.stderr
 
     launch_stage()

@@ -81,6 +81,7 @@ def test_ppo_raises_a_verifiable_reward_with_bounded_kl(tiny_run, tiny_sft, tmp_
     kernels (see test_grpo) +0.19 / +0.09 / +0.29; pooled accuracy 2.7% -> 4.1% and 2.1% -> 2.8%."""
     import math
 
+    rollouts = int(SHORT[SHORT.index("--per_device_train_batch_size") + 1])  # a step's batch
     gains, right, n = [], [0, 0], [0, 0]
     for seed in range(3):
         out = tmp_path / f"ppo_verifiable-{seed}"
@@ -90,7 +91,6 @@ def test_ppo_raises_a_verifiable_reward_with_bounded_kl(tiny_run, tiny_sft, tmp_
                          "--eval_samples", "0", *SHORT, "--seed", str(seed)]) == 0
         h = read_manifest(out)["history"]
         gains.append(mean([x["reward"] for x in h[-6:]]) - mean([x["reward"] for x in h[:6]]))
-        rollouts = int(SHORT[SHORT.index("--per_device_train_batch_size") + 1])  # a step's batch
         for half, steps in enumerate((h[:12], h[12:])):  # rollouts right in the first and second half
             right[half] += sum(x["math_accuracy"] for x in steps) * rollouts
             n[half] += len(steps) * rollouts

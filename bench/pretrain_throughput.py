@@ -10,6 +10,9 @@ AVX512-BF16), and each loop's model FLOP/s (6 N + 12 L d s per token, bench/mfu.
 
     python bench/pretrain_throughput.py --model mini --steps 60
     python bench/pretrain_throughput.py --model mini --steps 60 --precision bf16   # both loops in bf16 autocast
+
+Attention: both loops run ladder's (ladder.attention: eager for short bf16 passes on the CPU, else SDPA); a
+third row runs the bare loop on transformers' own SDPA, to show what that choice is worth in this run.
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ def main():
     bare_loop(model, blocks, args.batch_size, 3, 1e-3, args.precision)  # warm-up (allocator, kernels)
     model = build_model(args.model, tok, seed=0)
     rows.append(("bare PyTorch loop", bare_loop(model, blocks, args.batch_size, args.steps, 1e-3, args.precision)))
+    model = build_model(args.model, tok, seed=0)
+    model.set_attn_implementation("sdpa")
+    sdpa_row = ("bare loop, transformers' SDPA", bare_loop(model, blocks, args.batch_size, args.steps, 1e-3,
+                                                           args.precision))
 
     cfg = train.PretrainConfig(data=str(work / "data"), tokenizer=str(work / "tok"), output_dir=str(work / "base"),
                                model=args.model, max_steps=args.steps, batch_size=args.batch_size,
@@ -90,6 +97,7 @@ def main():
     t0 = time.perf_counter()
     m = train.train(cfg)
     rows.append(("ladder pretrain (loop)", m.tokens / m.seconds))
+    rows.append(sdpa_row)
     wall = time.perf_counter() - t0
 
     # the peak, measured now: same process, same threads, each precision this machine has

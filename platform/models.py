@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from ladder import attention
 from ladder.errors import LadderError
 
 # ---- ladder's chat template (the tokenizer stage gives it to every tokenizer it trains) ----
@@ -170,7 +171,7 @@ def load_model(cfg, tokenizer, resized: bool, auto_class=None, quantize: bool | 
     if resized:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
-    return model
+    return attention.use(model)  # eager for short bf16 passes on the CPU, else SDPA
 
 
 def plain_model(model, cfg, tokenizer, resized: bool, auto_class=None, **kwargs):

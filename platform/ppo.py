@@ -244,13 +244,15 @@ def load_actors(cfg: PPOStageConfig):
     """policy, reference (None with LoRA: the adapter is switched off instead), critic, tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from ladder import attention
     from ladder.distributed import zero3_off
     from ladder.models import load_tokenizer
 
     tokenizer, resized = load_tokenizer(cfg.model)
     with zero3_off():  # whole models on every rank; under ZeRO-3 `prepare` shards the trained ones
-        policy = AutoModelForCausalLM.from_pretrained(cfg.model)
-        critic = AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1).eval()
+        policy = attention.use(AutoModelForCausalLM.from_pretrained(cfg.model))
+        critic = attention.use(AutoModelForSequenceClassification.from_pretrained(critic_source(cfg), num_labels=1))
+        critic.eval()
     if resized:  # the chat tokens were added: every model that reads the policy's tokens needs rows for them
         policy.resize_token_embeddings(len(tokenizer))
         critic.resize_token_embeddings(len(tokenizer))

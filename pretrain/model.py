@@ -37,9 +37,11 @@ def build_model(preset: str, tokenizer, max_position_embeddings: int = 512, seed
     import torch
     from transformers import AutoModelForCausalLM
 
+    from ladder import attention
+
     torch.manual_seed(seed)
     config = model_config(preset, tokenizer, max_position_embeddings)
-    model = AutoModelForCausalLM.from_config(config)
+    model = attention.use(AutoModelForCausalLM.from_config(config))  # eager for short bf16 passes on the CPU
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model

@@ -55,6 +55,10 @@ USES = [
     ("trl.chat_template_utils", "has_generation_markers", "sft.trl_can_mask"),
     ("trl.chat_template_utils", "get_training_chat_template", "sft.trl_can_mask"),
     # transformers: ladder.sft, ladder.grpo
+    ("transformers.integrations.sdpa_attention", "sdpa_attention_forward", "attention.attention hands calls to it"),
+    ("transformers.integrations.sdpa_attention", "repeat_kv", "attention.attention (grouped key/value heads)"),
+    ("transformers.masking_utils", "sdpa_mask", "attention.register: ladder's attention takes SDPA's masks"),
+    ("transformers.masking_utils", "AttentionMaskInterface", "attention.register"),
     ("transformers.integrations.deepspeed", "_hf_deepspeed_config_weak_ref", "distributed.zero3_off"),
     ("transformers.integrations.deepspeed", "set_hf_deepspeed_config", "distributed.zero3_off"),
     ("transformers.integrations.deepspeed", "unset_hf_deepspeed_config", "distributed.zero3_off"),

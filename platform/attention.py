@@ -1,9 +1,9 @@
 """The attention every ladder model runs: transformers' SDPA, except for short bf16 passes on the CPU.
 
-SDPA's pick on the CPU is torch 2.13's flash-attention kernel. In bf16 it is slow for short sequences: its
-backward splits queries into blocks of 32 or 64 and takes twice the time of plain matmul + softmax there, and
-its one-query decode step is 4x its own fp32 time. So up to EAGER_MAX_TOKENS keys, a bf16 pass on the CPU
-runs transformers' eager attention instead (the same function, with its softmax in fp32); every other pass
+SDPA's pick on the CPU is torch 2.13's flash-attention kernel. In bf16 it is slow for short sequences: below
+~192 tokens its backward takes twice the time of plain matmul + softmax (and of its own fp32), and its
+one-query decode step is 4x its own fp32 time. So up to EAGER_MAX_TOKENS keys, a bf16 pass on the CPU
+runs eager attention instead (matmul, softmax, matmul; the scores kept in fp32); every other pass
 (fp32, a GPU, longer sequences, models whose attention eager cannot express here) stays on SDPA. The choice
 is made per call, so one model can train on short sequences in eager and sample past 256 tokens in SDPA.
 
@@ -35,7 +35,7 @@ def _compute_dtype(query):
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else query.dtype
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _causal_bias(q_len: int, kv_len: int):
     """Additive causal mask for q_len queries that are the last of kv_len positions (decode: q_len 1)."""
     import torch
@@ -54,7 +54,9 @@ def attention(module, query, key, value, attention_mask, **kwargs):
             or any(kwargs.get(k) is not None for k in SDPA_ONLY)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     is_causal = kwargs.pop("is_causal", None)
-    if attention_mask is not None:  # SDPA's mask: True where a query may look
+    if attention_mask is not None and attention_mask.dtype != torch.bool:  # already additive
+        bias = attention_mask.float()
+    elif attention_mask is not None:  # SDPA's mask: True where a query may look
         bias = torch.zeros(attention_mask.shape, device=query.device)
         bias.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
     elif (is_causal if is_causal is not None else getattr(module, "is_causal", True)) and query.shape[2] > 1:
@@ -65,14 +67,14 @@ def attention(module, query, key, value, attention_mask, **kwargs):
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     with torch.autocast(query.device.type, enabled=False):
-        # scores in fp32, as flash attention keeps them: rounded to bf16 they shift the logits 6x more
+        # scores in fp32: rounded to bf16 (transformers' eager) they moved the logits up to 1.09, against 0.14
         scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scaling
         if bias is not None:
             scores = scores + bias
         probs = torch.softmax(scores, dim=-1).to(dtype)
         if kwargs.get("dropout") and module.training:
             probs = torch.nn.functional.dropout(probs, p=kwargs["dropout"])
-        out = torch.matmul(probs, value.to(dtype))  # probabilities x values in bf16, as flash does
+        out = torch.matmul(probs, value.to(dtype))  # probabilities x values: a bf16 product
     return out.transpose(1, 2).contiguous(), None
 
 

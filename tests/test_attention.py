@@ -80,6 +80,9 @@ def test_a_padding_mask_is_applied_and_fully_masked_rows_stay_finite(calls):
     keep = mask.any(-1)[:, 0]  # queries with something to look at: [batch, q]
     ref = reference(q, k, v, mask=mask)
     torch.testing.assert_close(out.float()[keep], ref[keep], atol=2e-2, rtol=2e-2)
+    additive = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))  # the other mask form
+    out2, _ = attention.attention(module(), q, k, v, additive, dropout=0.0)
+    torch.testing.assert_close(out2.float()[keep], ref[keep], atol=2e-2, rtol=2e-2)
 
 
 def test_fp32_long_and_unusual_passes_stay_on_sdpa(calls):

@@ -18,7 +18,7 @@ CORE = {"ladder.errors", "ladder.config", "ladder.manifest", "ladder.checkpoint"
         "ladder.stages"}
 COMPONENTS = {"ladder.models", "ladder.distributed", "ladder.evaluation", "ladder.generation", "ladder.rollout",
               "ladder.samplers", "ladder.ppo_math", "ladder.lora", "ladder.report", "ladder.online_rl", "ladder.pretrain",
-              "ladder.pretrain.model", "ladder.data", "ladder.tools", "ladder.padding",
+              "ladder.pretrain.model", "ladder.data", "ladder.tools", "ladder.padding", "ladder.attention",
               "ladder.rewards"}  # ladder.data.* and ladder.rewards.* (but their CLIs, below)
 STAGES = {"ladder.sft", "ladder.rm", "ladder.dpo", "ladder.ppo", "ladder.grpo", "ladder.rloo", "ladder.eval",
           "ladder.probe", "ladder.data.build", "ladder.pretrain.tokenizer", "ladder.pretrain.train",

@@ -3,8 +3,9 @@
 bf16 where the chips multiply in bf16: a CUDA GPU that supports it, or a CPU with AMX-BF16 or
 AVX512-BF16 (Intel Xeon since Cooper/Sapphire Rapids, AMX: bf16 matmul peaks 6-8x the fp32 one; AMD EPYC
 since Zen 4, AVX512-BF16: 4.5x on a 2-core Zen 5, 940 against 210 GFLOP/s, and the default ladder 3.9
-minutes against 6.8 in fp32 (2 SFT epochs), with ladder.attention for its short sequences). Elsewhere fp32: an AVX2-only CPU (the older AMD EPYC kind) only emulates bf16, and a
-training step of the tiny model is 6-9x *slower* in it (bench/RESULTS.md, "Precision").
+minutes against 6.8 in fp32 (2 SFT epochs), with ladder.attention for its short sequences). Elsewhere
+fp32: an AVX2-only CPU (the older AMD EPYC kind) only emulates bf16, and a training step of the tiny model
+is 6-9x *slower* in it (bench/RESULTS.md, "Precision").
 
 bf16 means mixed precision as transformers and accelerate do it: the weights and the optimizer stay in
 fp32, the forward runs under bf16 autocast, checkpoints are saved in fp32. Rollouts follow the trainer:

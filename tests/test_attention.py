@@ -85,6 +85,56 @@ def test_a_padding_mask_is_applied_and_fully_masked_rows_stay_finite(calls):
     torch.testing.assert_close(out2.float()[keep], ref[keep], atol=2e-2, rtol=2e-2)
 
 
+def softmax_shapes(fn):
+    """Run fn, returning the shapes of the score tensors its softmaxes saw."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._softmax.default:
+                seen.append(tuple(args[0].shape))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        out = fn()
+    return out, seen
+
+
+@pytest.mark.parametrize("q_len,kv_len,padded,kv_heads,blocks", [
+    (150, 150, False, 4, [(64, 64), (64, 128), (22, 150)]),
+    (150, 150, True, 2, [(64, 64), (64, 128), (22, 150)]),  # grouped heads too
+    (70, 100, False, 1, [(64, 94), (6, 100)]),  # the last 70 of 100 positions (a prefill after a cache)
+])
+def test_long_causal_passes_run_in_query_blocks_that_skip_future_keys(calls, q_len, kv_len, padded, kv_heads,
+                                                                       blocks):
+    q, k, v = qkv(q_len, kv_len, kv_heads=kv_heads)
+    mask = None
+    full = torch.ones(kv_len, kv_len, dtype=torch.bool).tril()[-q_len:]
+    if padded:
+        mask = full.expand(2, 1, q_len, kv_len).clone()
+        mask[0, :, :, :5] = False  # row 0 left-padded by 5
+    (out, _), shapes = softmax_shapes(lambda: attention.attention(module(4 // kv_heads), q, k, v, mask,
+                                                                  dropout=0.0))
+    assert calls == {"eager": 1, "sdpa": 0}
+    assert [s[-2:] for s in shapes] == blocks  # [queries, keys] of each block's scores
+    ref_mask = mask if padded else full
+    keep = ref_mask.expand(2, 1, q_len, kv_len).any(-1)[:, 0]
+    ref = reference(q, k, v, mask=ref_mask)
+    torch.testing.assert_close(out.float()[keep], ref[keep], atol=2e-2, rtol=2e-2)
+
+
+def test_a_mask_that_looks_ahead_is_not_cut_into_blocks(calls):
+    q, k, v = qkv(100, 100)
+    mask = torch.ones(100, 100, dtype=torch.bool).tril()
+    mask[:10, :10] = True  # a prefix-LM: the first 10 positions see each other both ways
+    mask = mask.expand(2, 1, 100, 100)
+    (out, _), shapes = softmax_shapes(lambda: attention.attention(module(), q, k, v, mask, dropout=0.0))
+    assert [s[-2:] for s in shapes] == [(100, 100)]
+    torch.testing.assert_close(out.float(), reference(q, k, v, mask=mask), atol=2e-2, rtol=2e-2)
+
+
 def test_fp32_long_and_unusual_passes_stay_on_sdpa(calls):
     attention.attention(module(), *qkv(12, 12, dtype=torch.float32), None)
     long_q, long_k, long_v = qkv(1, attention.EAGER_MAX_TOKENS + 1)

@@ -76,8 +76,9 @@ elif spec["variant"] in ("trl-vllm", "trl-engine"):
     from trl import GRPOConfig, GRPOTrainer
     cfg, cls = GRPOConfig(use_vllm=True, vllm_mode="colocate", **common), GRPOTrainer
 else:
-    from ladder import grpo
+    from ladder import attention, grpo
     from ladder.online_rl import longest_prompt
+    model = attention.use(model)  # what `ladder grpo` loads (ladder.models.load_model); stock TRL keeps SDPA
     cfg = grpo.GRPOStageConfig(rollout_backend="vllm" if vllm else "hf", **common)
     if vllm:
         cfg.vllm_max_model_length = longest_prompt(ds, tok) + spec["length"] + 8

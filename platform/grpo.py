@@ -58,9 +58,6 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
     # Dropout off while training (TRL's default leaves it on): the loss's log-probs then come from the function
     # that sampled (vLLM's exact sync, the old log-probs) instead of a randomly thinned one.
     disable_dropout: bool = True
-    # TRL turns it on; for small models it only costs time (a second forward in every backward: the tiny
-    # GRPO step 0.84 -> 0.76 s without it, the same rewards at every step). Big-model recipes set it true.
-    gradient_checkpointing: bool = False
     # A completion cut at max_completion_length is trained on with the reward its unfinished text gets (no
     # answer: usually a low one), which teaches the policy to finish. True (DAPO's overlong filtering)
     # leaves cut completions out of the loss; nothing then pulls a policy back once most of its answers run

@@ -384,6 +384,39 @@ def test_lora_policy_with_the_adapter_off_as_reference(tiny_run, tiny_sft, tmp_p
     assert not any("lora" in k for k in model.state_dict())
 
 
+def test_gradient_checkpointing_recomputes_the_updates_and_changes_nothing_else(tiny_run, tiny_sft, tmp_path,
+                                                                                 monkeypatch):
+    """With gradient_checkpointing the update passes run each decoder layer again in the backward, with the
+    layer (not its attention or dropout) in training mode; rollouts and no-grad passes do not. The run's
+    numbers are those of the run without it."""
+    import torch
+    from transformers.models.llama import modeling_llama
+
+    calls = []
+    layer_forward = modeling_llama.LlamaDecoderLayer.forward
+
+    def counting(self, *a, **k):
+        calls.append((torch.is_grad_enabled(), self.training, self.self_attn.training))
+        return layer_forward(self, *a, **k)
+
+    monkeypatch.setattr(modeling_llama.LlamaDecoderLayer, "forward", counting)
+    args = ["--model", str(tiny_sft), *FORMAT_ONLY, "--data", str(tiny_run / "data"), "--max_steps", "2",
+            "--eval_samples", "0", *SHORT]
+    seen = {}
+    for on in ("false", "true"):
+        calls.clear()
+        assert ppo.main([*args, "--output_dir", str(tmp_path / on), "--gradient_checkpointing", on]) == 0
+        seen[on] = list(calls)
+    plain, checkpointed = seen["false"], seen["true"]
+    assert not any(training for _, training, _ in plain)
+    assert sum(grad for grad, _, _ in checkpointed) > sum(grad for grad, _, _ in plain)  # the recomputes
+    assert {training for grad, training, _ in checkpointed if grad} == {True}
+    assert not any(training for grad, training, _ in checkpointed if not grad)  # sampling, old log-probs
+    assert not any(attn for _, _, attn in checkpointed)  # dropout stays off
+    for a, b in zip(read_manifest(tmp_path / "false")["history"], read_manifest(tmp_path / "true")["history"]):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_vllm_rollouts_with_exact_weight_sync(tiny_run, tiny_sft, tmp_path):
     """rollout_backend: vllm samples from an engine the policy's weights are pushed into every step:

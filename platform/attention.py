@@ -86,7 +86,7 @@ def attention(module, query, key, value, attention_mask, **kwargs):
     kv_heads = key.shape[1]
     groups = heads // kv_heads
     if bias is not None:  # broadcast over the heads that share a key head: [..., groups, q, kv]
-        bias = bias.view(batch, kv_heads, groups, *bias.shape[-2:]) if bias.dim() == 4 and bias.shape[1] > 1 \
+        bias = bias.view(bias.shape[0], kv_heads, groups, *bias.shape[-2:]) if bias.dim() == 4 and bias.shape[1] > 1 \
             else bias.unsqueeze(-3)
     step = QUERY_BLOCK if causal else q_len
     with torch.autocast(query.device.type, enabled=False):

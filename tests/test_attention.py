@@ -135,6 +135,17 @@ def test_a_mask_that_looks_ahead_is_not_cut_into_blocks(calls):
     torch.testing.assert_close(out.float(), reference(q, k, v, mask=mask), atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("mask_batch", [2, 1])
+def test_a_mask_per_head_reaches_each_head_of_a_group(calls, mask_batch):
+    q, k, v = qkv(8, 8, kv_heads=2)  # 4 heads on 2 key heads
+    mask = torch.ones(mask_batch, 4, 8, 8, dtype=torch.bool).tril()
+    mask[:, 1, :, :3] = False  # head 1 (the second of key head 0's group) may not see the first 3 positions
+    mask[:, 1, :3, 0] = True   # ... except each of its first 3 queries sees position 0
+    out, _ = attention.attention(module(2), q, k, v, mask, dropout=0.0)
+    assert calls == {"eager": 1, "sdpa": 0}
+    torch.testing.assert_close(out.float(), reference(q, k, v, mask=mask), atol=2e-2, rtol=2e-2)
+
+
 def test_fp32_long_and_unusual_passes_stay_on_sdpa(calls):
     attention.attention(module(), *qkv(12, 12, dtype=torch.float32), None)
     long_q, long_k, long_v = qkv(1, attention.EAGER_MAX_TOKENS + 1)

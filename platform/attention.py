@@ -75,8 +75,10 @@ def attention(module, query, key, value, attention_mask, **kwargs):
     elif attention_mask is not None:  # SDPA's mask: True where a query may look
         bias = torch.zeros(attention_mask.shape, device=query.device)
         bias.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
-        # blocks only where no query may look past itself (a prefix-LM's or a bidirectional mask may)
-        causal = attention_mask.shape[-2] == q_len and not (attention_mask & _future(q_len, kv_len)).any()
+        # blocks only where no query may look past itself (a prefix-LM's or a bidirectional mask may); a pass
+        # of one block (decoding, short passes) needs no such scan of its mask in every layer
+        causal = q_len > QUERY_BLOCK and attention_mask.shape[-2] == q_len \
+            and not (attention_mask & _future(q_len, kv_len)).any()
     elif (is_causal if is_causal is not None else getattr(module, "is_causal", True)) and q_len > 1:
         bias, causal = _causal_bias(q_len, kv_len), True  # SDPA would have passed is_causal
     else:
@@ -107,8 +109,9 @@ def attention(module, query, key, value, attention_mask, **kwargs):
             probs = torch.softmax(scores, dim=-1).to(dtype)
             if kwargs.get("dropout") and module.training:
                 probs = torch.nn.functional.dropout(probs, p=kwargs["dropout"])
+            # probabilities x values: a bf16 product
             out = torch.matmul(probs.view(batch, kv_heads, groups * (hi - lo), keys), value[:, :, :keys])
-            blocks.append(out.view(batch, heads, hi - lo, head_dim))  # probabilities x values: a bf16 product
+            blocks.append(out.view(batch, heads, hi - lo, head_dim))
         out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=2)
     return out.transpose(1, 2).contiguous(), None
 

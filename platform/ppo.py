@@ -252,12 +252,12 @@ def enable_checkpointing(policy, critic: Critic) -> None:
 
 
 @contextlib.contextmanager
-def checkpointing(model, on: bool):
+def checkpointing(model):
     """transformers checkpoints a layer only while the layer is in training mode, and PPO keeps its models
     in eval mode (dropout off: the ratio must compare one function). So for the updates the flag is set on
-    the checkpointed layers alone, not on their children: their dropout stays off, and rollouts and no-grad
-    passes (which keep their KV cache) never see it."""
-    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)] if on else []
+    the checkpointed layers alone (none unless enable_checkpointing ran), not on their children: their
+    dropout stays off, and rollouts and no-grad passes (which keep their KV cache) never see it."""
+    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
     for m in layers:
         m.training = True
     try:
@@ -526,7 +526,7 @@ def update(model, optimizer, scheduler, params, accelerator, exp: Experience, cf
     for _ in range(cfg.num_ppo_epochs):
         for mb_idx in torch.randperm(B).split(mb):
             for idx in mb_idx.split(micro):
-                with accelerator.accumulate(model), checkpointing(model, cfg.gradient_checkpointing):
+                with accelerator.accumulate(model), checkpointing(model):
                     logprobs, logits, values = model(ro.seq[idx], ro.attention[idx], ro.n_prompt, cfg.temperature)
                     pg, pg_clip, approx_kl = M.policy_loss(logprobs, exp.old_logprobs[idx], exp.advantages[idx],
                                                            ro.mask[idx], cfg.cliprange)

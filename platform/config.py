@@ -142,6 +142,8 @@ def _coerce(cls, data: dict) -> dict:
                 value = int(value)
             except ValueError:
                 raise LadderError(f"config key '{key}': expected an integer, got '{value}'") from None
+        elif hint is bool and isinstance(value, str):  # `--flag maybe` would otherwise pass as a truthy string
+            raise LadderError(f"config key '{key}': expected true or false, got '{value}'")
         out[key] = value
     return out
 

@@ -38,6 +38,9 @@ def test_unknown_override_and_bad_values():
         load_config(Demo, ["--nope", "1"])
     with pytest.raises(LadderError, match="expected a number"):
         load_config(Demo, ["--lr", "fast"])
+    with pytest.raises(LadderError, match="config key 'flag': expected true or false, got 'maybe'"):
+        load_config(Demo, ["--flag", "maybe"])
+    assert load_config(Demo, ["--flag", "false"]).flag is False
     with pytest.raises(LadderError, match="expected --key value"):
         parse_overrides(["steps", "3"])
 

@@ -194,14 +194,17 @@ def trainer_class(trainer_module, name: str):
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                                **inputs):
-            # text only, no MoE aux loss: the same log-probs from sorted, trimmed chunks (ladder.padding)
+            # the LM head projects only the completions' positions (ladder.padding); text only, no MoE aux
+            # loss: the same log-probs from sorted, trimmed chunks
             if compute_aux_loss or any(v is not None for v in inputs.values()):
-                return super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs)
+                with padding.scored_positions_only():
+                    return super()._get_per_token_logps_and_entropies(
+                        model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                        compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs)
             chunk = super()._get_per_token_logps_and_entropies
             tokens = padding.chunk_tokens(self.accelerator.unwrap_model(model).config, input_ids.device)
-            with self.cast_once(not torch.is_grad_enabled()):  # the old / reference log-probs
+            # the old / reference log-probs in bf16 weights cast once
+            with self.cast_once(not torch.is_grad_enabled()), padding.scored_positions_only():
                 return padding.by_length(lambda ids, mask, keep, **kw: chunk(model, ids, mask, keep, **kw),
                                          input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy,
                                          tokens=tokens, rows=batch_size)

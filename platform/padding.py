@@ -12,9 +12,18 @@ The result is the same function of the inputs: padded positions are masked (atte
 -100) in the full forward as well. Trimming leading pads shifts a row's absolute positions by a constant,
 which rotary embeddings do not see (they depend on the distance between tokens), so the log-probs agree
 to float rounding (tests/test_padding.py).
+
+The prompt's positions go the same way out of the LM head. TRL's fused head (`add_fused_lm_head`) projects
+only the positions that have a label on a Triton device, but every position elsewhere (so that compiled
+tile shapes stay fixed, for Neuron). On a CPU nothing is compiled, and projecting a prompt's positions onto
+the vocabulary is work whose result is masked: on SmolLM2-135M (49k-word vocabulary), 8 rows of 48 prompt
++ 64 completion tokens took 2.59 s forward + backward against 1.84 with the completion alone.
+`scored_positions_only()` makes the CPU take TRL's own compact path.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 # How big a chunk is: on a CPU, its MLP activations (tokens x intermediate size) ~1M values (4 MB in fp32),
 # which stay in cache. Measured on the 2-core EPYC (bench/padding_forward.py, forward + backward): the tiny
@@ -22,6 +31,20 @@ from __future__ import annotations
 # ~100 tokens (1.4x faster than 32). On a GPU, larger matmuls pay: 16k tokens a chunk.
 CPU_CHUNK_VALUES = 1_000_000
 GPU_CHUNK_TOKENS = 16_384
+
+
+@contextlib.contextmanager
+def scored_positions_only():
+    """Within it, TRL's fused LM head on a CPU projects only the positions with a label, as it does on a
+    Triton device (`trl.trainer.utils._use_triton` decides nothing else there; the kernels keep their own)."""
+    import trl.trainer.utils as trl_utils
+
+    on_triton = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = on_triton
 
 
 def chunk_tokens(config, device) -> int:

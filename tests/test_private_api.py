@@ -38,6 +38,8 @@ USES = [
        "online_rl.trainer_class overrides it (ladder.padding)") for m, c in (("grpo", "GRPO"), ("rloo", "RLOO"))],
     *[(f"trl.trainer.{m}_trainer", f"{c}Trainer.{a}", "online_rl.trainer_class: HF rollouts inside precision.cast_once")
       for m, c in (("grpo", "GRPO"), ("rloo", "RLOO")) for a in ("_generate_single_turn", "use_vllm")],
+    ("trl.trainer.utils", "_use_triton", "padding.scored_positions_only: the fused LM head's compact path on a CPU"),
+    ("trl.trainer.utils", "_ChunkedLogProbFunction", "tests/test_padding.py counts the positions it projects"),
     ("trl.generation.vllm_generation", "VLLMGeneration._init_vllm", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration._iter_named_params", "rollout.LadderVLLMGeneration overrides it"),
     ("trl.generation.vllm_generation", "VLLMGeneration.sync_weights", "rollout.LadderVLLMGeneration overrides it"),

@@ -311,12 +311,12 @@ def main():
             print(f"| {name} | failed ({r['error']}) | | | | | | | | | |")
             continue
         step_ratio = base[key] / r[key] if key in base else float("nan")
-        stock_ratio = stock[key] / r[key] if key in stock else float("nan")
+        stock_ratio = f"{stock[key] / r[key]:.2f}" if key in stock else "-"  # no stock TRL variant in this run
         achieved = step_flops / r["step_s"] if step_flops else None
         share = f"{achieved / peaks[split_variant(name)[1]]['flops']:.1%}" if achieved else "-"
         print(f"| {name} | {r['init_s']:.1f} | {r['rollout_tok_s']:,.0f} | {r['rollout_s']:.2f} | "
               f"{r['rollout_cpu_s']:.2f} | {r['step_s']:.2f} | {r['step_cpu_s']:.2f} | {step_ratio:.2f} | "
-              f"{stock_ratio:.2f} | {mfu.fmt_flops(achieved)} | {share} |")
+              f"{stock_ratio} | {mfu.fmt_flops(achieved)} | {share} |")
     rates = reward_rates(args.reward_samples)
     print(f"\nrewards (ladder.rewards, main thread): math_accuracy {rates['math_checks_s']:,.0f} checks/s"
           + (f", code_accuracy {rates['code_runs_s']:,.1f} sandboxed runs/s" if "code_runs_s" in rates else

@@ -173,7 +173,7 @@ def trainer_class(trainer_module, name: str):
     which is what ladder.rollout.exact_vllm swaps while the trainer is built."""
     import torch
 
-    from ladder import padding, precision, rollout
+    from ladder import generation, padding, precision, rollout
 
     base = getattr(trainer_module, name)
 
@@ -187,8 +187,9 @@ def trainer_class(trainer_module, name: str):
             return precision.cast_once(self.args.bf16 and enabled, self.accelerator.device.type)
 
         def _generate_single_turn(self, *args, **kwargs):
-            # TRL's HF generate runs without gradients; vLLM runs in its own dtype, in this process
-            with self.cast_once(not self.use_vllm):
+            # TRL's HF generate runs without gradients, and samples by ladder.generation.draw_one; vLLM runs
+            # in its own dtype, in this process
+            with self.cast_once(not self.use_vllm), generation.cdf_sampling():
                 return super()._generate_single_turn(*args, **kwargs)
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,

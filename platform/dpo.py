@@ -123,7 +123,7 @@ def train(cfg: DPOStageConfig) -> dict:
         check_qlora()
     from trl import DPOTrainer
 
-    from ladder import checkpoint
+    from ladder import checkpoint, padding
 
     judges = load_judges(cfg.judge)  # a judge that does not load fails here, before any model
     tokenizer, resized = load_tokenizer(cfg.model)
@@ -156,7 +156,8 @@ def train(cfg: DPOStageConfig) -> dict:
         if test_rows:
             before = heldout(trainer.model, tokenizer, test_rows, max_new_tokens=cfg.max_new_tokens, judges=judges)
             metrics.update({f"before/{k}": v for k, v in before.items()})
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
+    with padding.scored_positions_only():  # TRL's LM head over the answers' tokens alone, on a CPU too
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir) if cfg.resume else None)
     metrics.update({"train_loss": result.training_loss, "steps": result.global_step,
                     "samples_per_second": result.metrics.get("train_samples_per_second"),
                     "world_size": trainer.accelerator.num_processes})

@@ -18,7 +18,9 @@ only the positions that have a label on a Triton device, but every position else
 tile shapes stay fixed, for Neuron). On a CPU nothing is compiled, and projecting a prompt's positions onto
 the vocabulary is work whose result is masked: on SmolLM2-135M (49k-word vocabulary), 8 rows of 48 prompt
 + 64 completion tokens took 2.59 s forward + backward against 1.84 with the completion alone.
-`scored_positions_only()` makes the CPU take TRL's own compact path.
+`scored_positions_only()` makes the CPU take TRL's own compact path: around the RL stages' log-prob forward
+here, and around SFT's and DPO's training, whose TRL trainers use the same head (a prompt's tokens have no
+label there either; SmolLM2 SFT 2.3-2.7 -> 3.6-3.9 samples/s, the same losses).
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def train(cfg: SFTStageConfig) -> dict:
         check_qlora()
     from trl import SFTTrainer
 
-    from ladder import checkpoint
+    from ladder import checkpoint, padding
 
     from ladder.tools import load_tools
 
@@ -132,11 +132,12 @@ def train(cfg: SFTStageConfig) -> dict:
                          processing_class=tokenizer, peft_config=lora_config(cfg))
     check_engine(trainer.accelerator)
     resume = last_checkpoint(cfg.output_dir) if cfg.resume else None
-    result = trainer.train(resume_from_checkpoint=resume)
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
-               "samples_per_second": result.metrics.get("train_samples_per_second")}
-    if test_ds is not None:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+    with padding.scored_positions_only():  # TRL's LM head over the answers' tokens alone, on a CPU too
+        result = trainer.train(resume_from_checkpoint=resume)
+        metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+                   "samples_per_second": result.metrics.get("train_samples_per_second")}
+        if test_ds is not None:
+            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 
     metrics["world_size"] = trainer.accelerator.num_processes
     say_rank("sft", trainer.accelerator, result.global_step)

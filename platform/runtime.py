@@ -270,7 +270,35 @@ def run_main(fn, argv) -> int:
         if e.code in (None, 0):
             return 0
         raise
-    return int(result or 0)
+    code = int(result or 0)
+    if code == 0:
+        release_process_group_at_exit()
+    return code
+
+
+_RELEASE_REGISTERED = False
+
+
+def release_process_group_at_exit() -> None:
+    """After a main that succeeded, destroy the process group (if one is up) when the interpreter exits,
+    before it tears itself down. Kept to the end on purpose (end_training: a launch may run more stages), a
+    gloo group was otherwise destroyed during finalisation, where its worker threads' last work items (tensors
+    with Python references) need a GIL that is gone: one rank of a finished 2-process ZeRO-3 pretraining
+    aborted there ("terminate called without an active exception", SIGABRT) after writing everything, and the
+    launch exited 1. A main that raised leaves the group alone: other ranks may still be inside a collective."""
+    import atexit
+
+    global _RELEASE_REGISTERED
+    if not _RELEASE_REGISTERED:
+        atexit.register(_destroy_process_group)
+        _RELEASE_REGISTERED = True
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def stage_entry(fn) -> None:

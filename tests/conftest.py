@@ -28,6 +28,24 @@ TINY_DATA = ["--corpus_docs", "3000", "--sft_train", "800", "--prefs_train", "60
              "--test_size", "64", "--countdown_fraction", "0.1"]
 
 
+@pytest.fixture
+def lm_head_calls(monkeypatch) -> list:
+    """Every call of TRL's fused LM head during a test, as (rows of hidden states it projects onto the
+    vocabulary, whether TRL's forward took its compact path: the labelled positions alone)."""
+    import trl.trainer.utils as trl_utils
+
+    head, calls = trl_utils._ChunkedLogProbFunction, []
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):
+            calls.append((hidden.shape[0], trl_utils._use_triton(hidden.device)))  # what TRL reads to go compact
+            return head.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """runs/<name>/ with data/, tokenizer/ and base/ (a pretrained 'tiny' Llama)."""

@@ -178,3 +178,37 @@ def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_pa
     assert manifest["metrics"]["steps"] == 4 and manifest["metrics"]["world_size"] == 2
     if stage == "ppo":
         assert [h["step"] for h in manifest["history"]] == [1, 2, 3, 4]
+
+
+PROBE = """
+import atexit, socket, sys
+import torch.distributed as dist
+from ladder.runtime import run_main
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+# registered first, so it runs last: after any handler run_main registers
+atexit.register(lambda: print("group up at exit:", dist.is_initialized(), flush=True))
+
+def main(argv):
+    if argv == ["fail"]:
+        raise RuntimeError("a rank that raised")
+    return 0
+
+try:
+    run_main(main, sys.argv[1:])
+except RuntimeError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail"])
+def test_a_main_that_succeeded_releases_its_process_group_before_the_interpreter_exits(outcome):
+    """ladder.runtime.release_process_group_at_exit: a gloo group left for the interpreter's finalisation
+    aborted a finished rank (SIGABRT); after a main that returned, the group is destroyed at exit while Python
+    is still whole. After one that raised it is left alone (other ranks may be inside a collective)."""
+    res = subprocess.run([sys.executable, "-c", PROBE] + (["fail"] if outcome == "fail" else []),
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"group up at exit: {outcome == 'fail'}" in res.stdout

@@ -85,25 +85,16 @@ def test_dpo_help_lists_every_dpo_config_option(capsys):
     assert "loss_type" in lines and "precompute_ref_log_probs" in lines and "eval_pairs" in lines
 
 
-def test_trls_lm_head_projects_only_the_answers_tokens(tiny_sft, tmp_path, monkeypatch):
+def test_trls_lm_head_projects_only_the_answers_tokens(tiny_sft, tmp_path, lm_head_calls):
     """DPO trains inside ladder.padding.scored_positions_only: every call of TRL's fused LM head (policy and
     reference) takes its compact path, the labelled positions alone, on a CPU too."""
     import torch
     import trl.trainer.utils as trl_utils
 
-    compact = []
-    head = trl_utils._ChunkedLogProbFunction
-
-    class Spy:
-        @staticmethod
-        def apply(hidden, *args):
-            compact.append(trl_utils._use_triton(hidden.device))  # what TRL's forward reads to go compact
-            return head.apply(hidden, *args)
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
     assert dpo.main(["--model", str(tiny_sft), "--data", str(tiny_sft.parent / "data"), "--output_dir",
                      str(tmp_path / "o"), "--max_train_samples", "16", "--per_device_train_batch_size", "8",
                      "--max_steps", "1", "--eval_pairs", "8", "--eval_samples", "0", "--report_to", "none",
                      "--save_strategy", "no"]) == 0
-    assert len(compact) >= 2 and all(compact)  # the policy's and the reference's log-probs of one step
+    # the policy's and the reference's log-probs of one step
+    assert len(lm_head_calls) >= 2 and all(compact for _, compact in lm_head_calls)
     assert not trl_utils._use_triton(torch.device("cpu"))

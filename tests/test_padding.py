@@ -122,29 +122,20 @@ def test_chunks_keep_to_their_token_budget_which_suits_the_device():
     assert padding.chunk_tokens(large, torch.device("cuda")) == padding.GPU_CHUNK_TOKENS
 
 
-def test_the_lm_head_projects_only_the_completions_positions_and_the_switch_is_undone(model, trainer, monkeypatch):
+def test_the_lm_head_projects_only_the_completions_positions_and_the_switch_is_undone(model, trainer, lm_head_calls):
     import trl.trainer.grpo_trainer as grpo
     import trl.trainer.utils as trl_utils
 
     from ladder import padding
 
-    projected = []  # rows of hidden states each call of TRL's chunked head projects onto the vocabulary
-    head = trl_utils._ChunkedLogProbFunction
-
-    class Spy:
-        @staticmethod
-        def apply(hidden, *args):
-            projected.append(hidden.shape[0])
-            return head.apply(hidden, *args)
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
     ids, mask, keep = batch(seed=4, rows=12)
     scored = int(mask[:, -keep:].sum())  # the completions' real tokens: the positions with a label
     grpo.GRPOTrainer._get_per_token_logps_and_entropies(trainer, model, ids, mask, keep)
-    assert projected == [ids.shape[0] * (ids.shape[1] - 1)]  # TRL alone, on a CPU: every position
-    projected.clear()
+    assert lm_head_calls == [(ids.shape[0] * (ids.shape[1] - 1), False)]  # TRL alone, on a CPU: every position
+    lm_head_calls.clear()
     trainer._get_per_token_logps_and_entropies(model, ids, mask, keep, batch_size=4)
-    assert len(projected) == 3 and sum(projected) == scored  # ladder's: three chunks, the completions only
+    # ladder's: three chunks, the completions only
+    assert len(lm_head_calls) == 3 and sum(rows for rows, _ in lm_head_calls) == scored
     # TRL's choice comes back on leaving, and stays its own on devices other than the CPU
     before = trl_utils._use_triton
     with padding.scored_positions_only():

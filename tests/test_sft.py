@@ -220,25 +220,14 @@ def test_resume_continues_from_the_last_trainer_checkpoint(tiny_run, tmp_path, m
     assert len(steps) == 2 and read_manifest(tmp_path / "o")["metrics"]["steps"] == 6
 
 
-def test_trls_lm_head_projects_only_the_answers_tokens_in_training_and_evaluation(tiny_run, tmp_path, monkeypatch):
+def test_trls_lm_head_projects_only_the_answers_tokens_in_training_and_evaluation(tiny_run, tmp_path, lm_head_calls):
     """SFT trains and evaluates inside ladder.padding.scored_positions_only: every call of TRL's fused LM head
     takes its compact path (the labelled positions alone, tests/test_padding.py) on a CPU too."""
     import trl.trainer.utils as trl_utils
 
-    compact = []
-    head = trl_utils._ChunkedLogProbFunction
-
-    class Spy:
-        @staticmethod
-        def apply(hidden, *args):
-            compact.append(trl_utils._use_triton(hidden.device))  # what TRL's forward reads to go compact
-            return head.apply(hidden, *args)
-
-    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
     assert sft.main(["--model", str(tiny_run / "base"), "--data", str(tiny_run / "data"), "--output_dir",
                      str(tmp_path / "o"), "--max_train_samples", "16", "--per_device_train_batch_size", "8",
-                     "--max_steps", "2", "--eval_samples", "0", "--report_to", "none",
-                     "--save_strategy", "no"]) == 0
+                     "--max_steps", "2", "--eval_samples", "0", "--report_to", "none", "--save_strategy", "no"]) == 0
     assert "eval_loss" in read_manifest(tmp_path / "o")["metrics"]
-    assert len(compact) >= 3 and all(compact)  # two training steps and the held-out loss
+    assert len(lm_head_calls) >= 3 and all(compact for _, compact in lm_head_calls)  # 2 steps, held-out loss
     assert not trl_utils._use_triton(torch.device("cpu"))  # and TRL's own choice is back afterwards

@@ -35,7 +35,7 @@ DEFAULT_REWARDS = [{"name": "math_accuracy", "weight": 1.0}, {"name": "countdown
 # little per step. ~11M model, 8 prompts x 4 x 64 tokens: rollout 1,162 tokens/s (HF) vs 1,296 (vLLM,
 # fp32 eager), step 5.1 vs 5.0 s, plus a 3 s engine start and a second copy of the weights; the tiny
 # test run: 6 s (HF) vs 9 s. vLLM pays off with longer completions and bigger models (SmolLM2-135M,
-# 32 x 128 tokens: 119 vs 238 tokens/s, docs/cpu-stack.md), and on GPUs; in fp32, that is: a CPU that trains
+# 32 x 128 tokens: 119 vs 238 tokens/s, docs/cpu-stack.md), and on GPUs. That holds in fp32. A CPU that trains
 # in bf16 samples in bf16 too, and TRL's importance-sampling correction then costs one more forward, so there
 # HF is the faster (SmolLM2 GRPO step 13.1 s against 17.6; in fp32 vLLM, 23.2 against 28.7: bench/RESULTS.md).
 ROLLOUT_BACKENDS = ("hf", "vllm")

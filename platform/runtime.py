@@ -6,6 +6,7 @@ ran a training step ~110x slower. So every launcher divides the cores between lo
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
@@ -276,9 +277,7 @@ def run_main(fn, argv) -> int:
     return code
 
 
-_RELEASE_REGISTERED = False
-
-
+@functools.cache  # registered once per process, however many mains return
 def release_process_group_at_exit() -> None:
     """After a main that succeeded, destroy the process group (if one is up) when the interpreter exits,
     before it tears itself down. Kept to the end on purpose (end_training: a launch may run more stages), a
@@ -288,10 +287,7 @@ def release_process_group_at_exit() -> None:
     launch exited 1. A main that raised leaves the group alone: other ranks may still be inside a collective."""
     import atexit
 
-    global _RELEASE_REGISTERED
-    if not _RELEASE_REGISTERED:
-        atexit.register(_destroy_process_group)
-        _RELEASE_REGISTERED = True
+    atexit.register(_destroy_process_group)
 
 
 def _destroy_process_group() -> None:

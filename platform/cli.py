@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ladder.runtime import check_torch_companions, run_main
+from ladder.runtime import check_torch_companions, exit_process, run_main
 from ladder.stages import STAGES
 
 # command -> (module, what it does). Modules are imported lazily: `ladder --help` stays instant.
@@ -68,5 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def entry() -> None:
+    """The `ladder` console script: under `accelerate launch` a rank must leave through exit_process."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

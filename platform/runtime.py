@@ -276,22 +276,24 @@ def run_main(fn, argv) -> int:
 
 def exit_process(code: int) -> NoReturn:
     """End a process that ran a ladder main. A rank of a distributed run does what Python's own exit does
-    first (join non-daemon threads, run atexit handlers, flush), then leaves with os._exit, skipping the
-    interpreter's finalisation. gloo's worker threads outlive the process group (DDP holds it; destroying the
-    group does not stop them), and one still dropping its last work item, whose tensors' Python objects need
-    the GIL, when finalisation has begun is killed inside a C++ destructor: "terminate called without an
-    active exception", SIGABRT, and a launch that wrote everything exits 1 (3 runs in 40 of
-    tests/scripts/ddp_check.py; a core dump showed ProcessGroupGloo::runLoop -> ~AsyncAllgatherWork ->
-    take_gil -> pthread_exit). Everything a stage writes is closed by then; finalisation only frees memory."""
+    first (threads, atexit handlers, flushed streams), then leaves with os._exit, skipping the interpreter's
+    finalisation. gloo's worker threads outlive the process group (DDP holds it; destroying the group does not
+    stop them), and one still releasing its last work item, whose tensors' Python objects need the GIL, once
+    finalisation has begun is killed inside a C++ destructor: "terminate called without an active exception",
+    SIGABRT, and a launch that wrote everything exits 1 (5 runs in 100 of tests/scripts/ddp_check.py; a core
+    dump showed ProcessGroupGloo::runLoop -> ~AsyncAllgatherWork -> take_gil -> pthread_exit). What is lost:
+    only what finalisation would have done, freeing memory and flushing files that code left open (ladder
+    closes everything it writes before a main returns)."""
     if not _ran_distributed():
         sys.exit(code)
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()  # loggers, trackers, temporary folders: what Python runs before finalising
+    # what Python's exit runs before finalising, in its order: threading's exit hooks (they stop idle
+    # ThreadPoolExecutor workers, which a bare join of every thread waits on forever), joining non-daemon
+    # threads, then the atexit handlers (loggers, trackers, temporary folders)
+    threading._shutdown()
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

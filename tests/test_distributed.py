@@ -182,6 +182,7 @@ def test_resume_on_two_processes(stage, engine, port, tiny_run, tiny_sft, tmp_pa
 
 EXIT_PROBE = """
 import atexit, socket, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
 import torch.distributed as dist
 from ladder.runtime import exit_process
 
@@ -197,6 +198,8 @@ if sys.argv[1:] == ["group"]:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 atexit.register(print, "atexit ran")
 threading.Thread(target=lambda: (time.sleep(0.5), print("thread joined"))).start()
+pool = ThreadPoolExecutor(1)  # kept and never shut down: its idle worker must not hold the exit
+pool.submit(print, "pool ran")
 print("last words", end="")  # no newline, no flush: exit_process must flush it
 exit_process(3)
 """
@@ -209,7 +212,8 @@ def test_exit_process_skips_finalisation_only_for_a_distributed_rank(group):
     does before finalising (threads joined, atexit handlers, streams flushed); a plain process exits as usual."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe is by default
     res = subprocess.run([sys.executable, "-c", EXIT_PROBE] + (["group"] if group else []),
-                         capture_output=True, text=True, timeout=120, env={**env, "WORLD_SIZE": "1"})
+                         capture_output=True, text=True, timeout=60, env={**env, "WORLD_SIZE": "1"})
     assert res.returncode == 3, res.stderr[-2000:]
-    assert "thread joined" in res.stdout and "atexit ran" in res.stdout and "last words" in res.stdout
+    for said in ("pool ran", "thread joined", "atexit ran", "last words"):
+        assert said in res.stdout, (said, res.stdout)
     assert ("finalised" in res.stdout) is not group

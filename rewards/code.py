@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ladder.rewards.text import ANSWER, completion_text
+from ladder.rewards.text import answer_blocks, completion_text
 
 FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 OPEN_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*)$", re.DOTALL)
@@ -26,7 +26,7 @@ def extract_program(text: str) -> str:
     unclosed = OPEN_FENCE.search(text)
     if unclosed:
         return unclosed.group(1)
-    answers = ANSWER.findall(text)
+    answers = answer_blocks(text)
     return answers[-1] if answers else text
 
 

@@ -10,7 +10,7 @@ import ast
 from collections import Counter
 from fractions import Fraction
 
-from ladder.rewards.text import ANSWER, completion_text
+from ladder.rewards.text import answer_blocks, completion_text
 
 OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
@@ -56,7 +56,7 @@ def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list
         if nums is None or len(nums) == 0 or tgt is None:
             out.append(None)
             continue
-        blocks = ANSWER.findall(completion_text(completion))
+        blocks = answer_blocks(completion_text(completion))
         if not blocks:
             out.append(0.0)
             continue
@@ -66,6 +66,15 @@ def countdown_accuracy(completions, numbers=None, target=None, **kwargs) -> list
         except (ValueError, SyntaxError, ZeroDivisionError, RecursionError):
             out.append(0.0)
             continue
-        fits = not (Counter(used) - Counter(int(x) for x in nums))
-        out.append(1.0 if fits and ops >= 1 and value == int(tgt) else 0.0)
+        fits = not (Counter(used) - Counter(_exact(x, "number") for x in nums))
+        out.append(1.0 if fits and ops >= 1 and value == _exact(tgt, "target") else 0.0)
     return out
+
+
+def _exact(value, field: str) -> Fraction:
+    """A row's number or target as an exact value ("25", 25.0, 25.5 as themselves): int() truncated 25.5 to 25
+    and 1.9 to 1, which paid expressions that reach neither."""
+    try:
+        return Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"countdown_accuracy: the row's {field} {value!r} is not a number") from None

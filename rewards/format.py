@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-from ladder.rewards.text import completion_text, written_text
+from ladder.rewards.text import answer_blocks, completion_text, written_text
 
 _TEXT = r"(?:(?!</?think>|</?answer>).)*"  # text without any of the four tags: one block of each, no nesting
 FULL = re.compile(rf"^\s*<think>{_TEXT}</think>\s*<answer>{_TEXT}</answer>\s*$", re.DOTALL)
-ANSWER_ONLY = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 
 
 def format_reward(completions, **kwargs) -> list[float]:
@@ -21,7 +20,7 @@ def format_reward(completions, **kwargs) -> list[float]:
     out = []
     for c in completions:
         text = completion_text(c)
-        out.append(1.0 if FULL.match(text) else 0.5 if ANSWER_ONLY.search(text) else 0.0)
+        out.append(1.0 if FULL.match(text) else 0.5 if answer_blocks(text) else 0.0)
     return out
 
 

@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from fractions import Fraction
 
-from ladder.rewards.text import ANSWER, completion_text, last_boxed
+from ladder.rewards.text import answer_blocks, completion_text, last_boxed
 
 MAX_SPAN = 200  # an <answer>/\boxed{} span longer than this is no real answer
 MAX_TAIL = 600  # without one, at most this much of the end of the completion is read
@@ -43,7 +43,10 @@ TIME_LIMIT = 3.0  # seconds per check off the main thread
 _DASHES = dict.fromkeys(map(ord, "\u2212\u2012\u2013\u2014\ufe63\uff0d"), "-")  # − ‒ – — ﹣ －
 _UNICODE = str.maketrans({**_DASHES, "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
                           "×": r"\times ", "÷": r"\div ", "·": r"\cdot ", "∞": r"\infty ", "π": r"\pi ",
-                          "≤": r"\le ", "≥": r"\ge ", "≠": r"\ne ", "±": r"\pm ", "∓": r"\mp "})
+                          "≤": r"\le ", "≥": r"\ge ", "≠": r"\ne ", "±": r"\pm ", "∓": r"\mp ",
+                          "⩽": r"\le ", "⩾": r"\ge ", "≦": r"\le ", "≧": r"\ge ", "≈": r"\approx ",
+                          "≡": r"\equiv ", "≃": r"\simeq ", "≅": r"\cong ", "∝": r"\propto ", "→": r"\to ",
+                          "⇒": r"\Rightarrow ", "≺": r"\prec ", "≻": r"\succ ", "≼": r"\preceq ", "≽": r"\succeq "})
 # "1 000", "1\,000", "1{,}000", "1~000": digit groups of three joined into one number
 _GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\\;|\\!|~|\{,\})\d{3})+(?![\d])")
 _GROUP_SEP = re.compile(r" |\\,|\\ |\\;|\\!|~|\{,\}")
@@ -78,7 +81,7 @@ def final_answer(text: str) -> tuple[str, bool] | None:
     """(span, delimited): the last <answer> block or \\boxed{} (delimited), else the end of the
     completion for math-verify to search (the last paragraph with a digit or math in it, cut to
     MAX_TAIL characters at a line or sentence boundary). None when there is nothing to read."""
-    blocks = ANSWER.findall(text)
+    blocks = answer_blocks(text)
     if blocks:
         return blocks[-1].strip(), True
     boxed = last_boxed(text)
@@ -210,7 +213,10 @@ def _pathological(s: str) -> bool:
 
 _DISJUNCTION = re.compile(r"\\pm|\\mp|\\lor\b|\\vee\b|\\text\{\s*or\s*\}|\beither\b|"
                           r"[\d$}][^\n]{0,20}?\bor\b[^\n]{0,20}?[\d$]", re.I)
-_RELATION = re.compile(r"<|>|\\[lg]eq?(?:slant)?\b|\\[lg]t\b|\\neq?\b|\\not|\\approx\b|\\sim\b|\\nless|\\ngtr|"
+# an order or an approximation: "x \\geq 85", "x \\to 85", "x \\equiv 85" each cover more than one value
+_RELATION = re.compile(r"<|>|\\[lg]eq{0,2}(?:slant)?\b|\\[lg]t\b|\\neq?\b|\\not|\\approx\b|\\sim\b|\\nless|\\ngtr|"
+                       r"\\(?:succ|prec|gtr|less|eqslant|equiv|simeq|cong|propto|implies|iff|mapsto)|"
+                       r"\\(?:long)?[Rr]ightarrow|\\to\b|"
                        r"\b(?:at\s+(?:least|most)|(?:more|less|fewer|greater|larger|smaller|bigger)\s+than|"
                        r"no\s+(?:more|less|fewer))\b", re.I)
 _LIST = re.compile(r"[\d$}]\s*(?:[,;]|\band\b|&|\\text\{\s*and\s*\}|\\q?quad)\s*(?:-?\.?\d|\$|\\[dt]?frac|\\sqrt)",
@@ -363,12 +369,16 @@ def is_equivalent(answer: str, gold: str, delimited: bool = True) -> bool:
             if not gold_parsed or not pred_parsed:
                 return not deadline.expired() and answer.strip() == gold
             return _verify(gold_parsed, pred_parsed, deadline)
-        if _verify(gold_parsed, _parse(answer, deadline), deadline):
-            return True
-        stated = _stated_answer(answer)  # second chance: the stated answer read as one expression
+        # one answer a completion, chosen without looking at the gold: what follows the last "the answer is"
+        # (read as one expression: LaTeX written without $...$, which math-verify does not look for), else
+        # what math-verify finds at the end. Trying both against the gold paid "The answer is 86. $85$"
+        # for 85 and for 86 alike.
+        stated = _stated_answer(answer)
         if stated and len(stated) <= MAX_SPAN and "$" not in stated:
-            return _verify(gold_parsed, _parse_span(stated, deadline), deadline)
-        return False
+            stated_parsed = _parse_span(stated, deadline)
+            if stated_parsed:
+                return _verify(gold_parsed, stated_parsed, deadline)
+        return _verify(gold_parsed, _parse(answer, deadline), deadline)
     return False  # out of time
 
 

@@ -54,9 +54,17 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def answer_blocks(text: str) -> list[str]:
+    """The <answer>...</answer> blocks' contents, in order. Only the text up to the last closing tag is
+    searched: with an opening tag repeated after it and never closed, the search from each one ran to the end
+    of the text, quadratic (a 64 KB completion of "<answer>" took 1.7 s a reward, 256 KB 27 s)."""
+    end = text.rfind("</answer>")
+    return ANSWER.findall(text, 0, end + len("</answer>")) if end >= 0 else []
+
+
 def extract_answer(text: str) -> str | None:
     """The final answer: the last <answer> block, else the last \\boxed{}, else the last number."""
-    blocks = ANSWER.findall(text)
+    blocks = answer_blocks(text)
     if blocks:
         return blocks[-1].strip()
     boxed = last_boxed(text)

@@ -29,3 +29,17 @@ def test_rows_without_numbers_or_target_are_none_and_messages_work():
             "<answer>1</answer>"]
     assert countdown_accuracy(msgs, numbers=[[7, 3, 4], None, [1]], target=[25, 1, None]) == [1.0, None, None]
     assert countdown_accuracy(["<answer>1</answer>"]) == [None]
+
+
+def test_row_values_are_compared_exactly():
+    """int() on the row's values truncated a target of 25.5 to 25 and a number 1.9 to 1, paying expressions
+    that reach neither. Values are read exactly; integers written as text or as 25.0 still count; a value that
+    is no number is a clear error naming it."""
+    import pytest
+
+    right = "<answer>7*3+4</answer>"
+    assert countdown_accuracy([right], numbers=[[7, 3, 4]], target=[25.5]) == [0.0]
+    assert countdown_accuracy(["<answer>1+1</answer>"], numbers=[[1.9, 1]], target=[2]) == [0.0]
+    assert countdown_accuracy([right, right], numbers=[[7, 3, 4], ["7", "3", "4"]], target=["25.0", 25]) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="target 'abc' is not a number"):
+        countdown_accuracy([right], numbers=[[7, 3, 4]], target=["abc"])

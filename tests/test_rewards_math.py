@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from ladder.rewards import extract_answer, math_accuracy
+from ladder.rewards import abstention_reward, countdown_accuracy, extract_answer, format_reward, math_accuracy
 
 
 @pytest.mark.parametrize("completion, gold, expected", [
@@ -240,6 +240,12 @@ def test_integer_checks_per_second():
     "The answer is more than 84 and less than 86.",
     "So x ≥ 85",
     "<answer>85</answer> <answer>86</answer>",  # the last block counts
+    *[f"<answer>{r}</answer>" for r in (  # relations written other ways
+        "x ⩾ 85", "x ⩽ 85", "85 ⩽ x", "x ≧ 85", "x \\leqq 86 \\land x \\geqq 85", "x \\succeq 85", "x \\eqslantgtr 85",
+        "x \\to 85", "x → 85", "x \\Rightarrow 85", "x \\equiv 85", "x ≡ 85", "x \\simeq 85", "x \\cong 85",
+        "x \\propto 85", "x ≈ 85")],
+    "The answer is $x ⩾ 85$.",
+    "The answer is $x \\geqq 85$.",
 ])
 def test_hedged_answers_do_not_score(completion):
     assert math_accuracy([completion], answer=["85"]) == [0.0]
@@ -251,3 +257,43 @@ def test_hedging_guards_leave_real_answers_alone():
                    "The final answer is $1,000$.", "<think>5 < 7 or 8</think>The answer is 85"]
     golds = ["85", "85", "(2, 3)", "1, 2", "x \\ge 2", "1000", "85"]
     assert math_accuracy(completions, answer=golds) == [1.0] * len(completions)
+
+
+@pytest.mark.parametrize("completion", [
+    "The answer is 86. $85$",
+    "The answer is 86.\n$85$",
+    "The answer is 86\n\\[ 85 \\]",
+    "<think>could be 85 or 86</think>\nThe final answer is $85$. The answer is 86.",
+    [{"role": "assistant", "content": "Answer: 86. \\(85\\)"}],
+])
+def test_an_untagged_completion_has_one_answer_whatever_the_gold(completion):
+    """Without <answer> or \\boxed{}, the stated answer ("the answer is 86") and math-verify's reading of the
+    end ("$85$") were both tried against the gold: one completion was paid for 85 and for 86. It is now the
+    stated answer, chosen before the gold is looked at."""
+    assert math_accuracy([completion] * 2, answer=["85", "86"]) == [0.0, 1.0]
+    assert abstention_reward([completion] * 2, answer=["85", "86"]) == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("fn, kwargs", [(math_accuracy, {"answer": ["85"]}), (format_reward, {}),
+                                        (countdown_accuracy, {"numbers": [[7, 3, 4]], "target": [25]})])
+def test_answer_tags_never_closed_cost_linear_time(fn, kwargs):
+    """An opening tag repeated and never closed made the <answer> search quadratic: 256 KB took 27 s a reward.
+    (A bound against that blow-up, generous for any machine; not a speed measurement.)"""
+    import time
+
+    start = time.perf_counter()
+    assert fn(["<answer>7*3+4</answer>" + "<answer>" * 32_000], **kwargs)[0] in (0.0, 0.5, 1.0)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_answer_blocks_are_the_regular_expressions_blocks():
+    """answer_blocks searches less text than the plain findall, to the same result."""
+    import random
+
+    from ladder.rewards.text import ANSWER, answer_blocks
+
+    rng = random.Random(0)
+    parts = ["<answer>", "</answer>", "85", " ", "<think>", "x"]
+    for _ in range(2000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        assert answer_blocks(text) == ANSWER.findall(text), text

@@ -1,8 +1,9 @@
 """math_accuracy: is the final answer mathematically equal to the gold answer (math-verify)?
 
 The final answer span is the last <answer> block, else the last \\boxed{}, else the end of the
-completion (its last paragraph), which math-verify's own LaTeX and expression extraction reads
-("... so the answer is $\\frac{10}{9}$.", "The final answer is $(1, +\\infty)$"). Before anything
+completion (its last paragraph): there, what follows the last "the answer is" if it reads as one expression,
+else what math-verify's own LaTeX and expression extraction finds ("... so the answer is $\\frac{10}{9}$.",
+"The final answer is $(1, +\\infty)$"). One answer a completion, chosen before the gold is read. Before anything
 is parsed, three cheap checks run on that span:
 
 - pathological: towers and huge exponents (9^{9^{9}}), huge factorials, very long digit strings,
@@ -385,8 +386,8 @@ def is_equivalent(answer: str, gold: str, delimited: bool = True) -> bool:
 def math_accuracy(completions, answer=None, **kwargs) -> list[float | None]:
     """1.0 if the final answer equals the gold `answer` column (math-verify), else 0.0; None without gold.
 
-    The final answer is the last <answer> block, else the last \\boxed{}, else what math-verify finds
-    at the end of the completion ("the answer is $\\frac{10}{9}$"). Equivalent forms count: 0.5 = 1/2 =
+    The final answer is the last <answer> block, else the last \\boxed{}, else the stated one or what
+    math-verify finds at the end of the completion ("the answer is $\\frac{10}{9}$"). Equivalent forms count: 0.5 = 1/2 =
     \\frac{1}{2}, 408 = 408.0, 1,000 = 1 000 = 1000, −5 = -5, (1, +\\infty), f(y) = y. Hedged answers
     ("85 or 86", "x \\geq 85") and pathological ones (9^{9^{9}}) score 0.0. None for rows whose gold
     answer is missing or empty (e.g. countdown rows in a mixed dataset)."""

@@ -387,10 +387,10 @@ def math_accuracy(completions, answer=None, **kwargs) -> list[float | None]:
     """1.0 if the final answer equals the gold `answer` column (math-verify), else 0.0; None without gold.
 
     The final answer is the last <answer> block, else the last \\boxed{}, else the stated one or what
-    math-verify finds at the end of the completion ("the answer is $\\frac{10}{9}$"). Equivalent forms count: 0.5 = 1/2 =
-    \\frac{1}{2}, 408 = 408.0, 1,000 = 1 000 = 1000, −5 = -5, (1, +\\infty), f(y) = y. Hedged answers
-    ("85 or 86", "x \\geq 85") and pathological ones (9^{9^{9}}) score 0.0. None for rows whose gold
-    answer is missing or empty (e.g. countdown rows in a mixed dataset)."""
+    math-verify finds at the end of the completion ("the answer is $\\frac{10}{9}$"). Equivalent forms
+    count: 0.5 = 1/2 = \\frac{1}{2}, 408 = 408.0, 1,000 = 1 000 = 1000, −5 = -5, (1, +\\infty), f(y) = y.
+    Hedged answers ("85 or 86", "x \\geq 85") and pathological ones (9^{9^{9}}) score 0.0. None for rows
+    whose gold answer is missing or empty (e.g. countdown rows in a mixed dataset)."""
     golds = answer if answer is not None else [None] * len(completions)
     out: list[float | None] = []
     for completion, gold in zip(completions, golds):

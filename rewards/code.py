@@ -34,6 +34,11 @@ def _tests_source(tests) -> str | None:
     """A row's tests as Python source: a string of asserts, or a list of assert lines (MBPP style)."""
     if tests is None:
         return None
+    if hasattr(tests, "tolist"):  # a numpy array, as datasets formatted for numpy or pandas hand lists over
+        tests = tests.tolist()
+    if not isinstance(tests, (str, list, tuple)):
+        raise ValueError(f"code_accuracy: a row's tests must be Python source or a list of asserts, not "
+                         f"{type(tests).__name__}")
     if isinstance(tests, (list, tuple)):
         tests = "\n".join(str(t) for t in tests if t)
     return tests if str(tests).strip() else None

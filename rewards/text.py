@@ -20,8 +20,17 @@ def completion_text(completion) -> str:
             if not isinstance(message, dict):
                 return str(message)
             if message.get("role", "assistant") == "assistant":
-                return message.get("content") or ""
+                return content_text(message)
     return ""
+
+
+def content_text(message: dict) -> str:
+    """A message's text: its content as a string, or the text parts of a list of content parts
+    ([{"type": "text", "text": ...}], the multimodal chat format), joined."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "".join(str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in content)
 
 
 def written_text(completion) -> str:
@@ -33,7 +42,7 @@ def written_text(completion) -> str:
     parts = []
     for m in completion:
         if isinstance(m, dict) and m.get("role", "assistant") == "assistant":
-            parts.append(m.get("content") or "")
+            parts.append(content_text(m))
             parts += [str((c.get("function") or {}).get("arguments", "")) for c in m.get("tool_calls") or []]
     return "".join(parts)
 

@@ -25,6 +25,16 @@ def test_tests_as_a_list_of_asserts_and_a_program_that_hangs(monkeypatch):
     assert code_accuracy([RIGHT, hang], tests=[TESTS.splitlines(), TESTS]) == [1.0, 0.0]
 
 
+def test_tests_as_a_numpy_array_and_a_clear_error_for_anything_else():
+    """A dataset formatted for numpy hands the asserts over as an array: they ran into the sandbox as an
+    object without .encode (AttributeError). Anything that is neither source nor a list is named."""
+    import numpy as np
+
+    assert code_accuracy([RIGHT, WRONG], tests=[np.array(TESTS.splitlines())] * 2) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="tests must be Python source or a list of asserts, not int"):
+        code_accuracy([RIGHT], tests=[5])
+
+
 def test_extract_program_prefers_the_last_python_block():
     text = "```text\nnot code\n```\nfirst\n```python\nA = 1\n```\nthen\n```py\nA = 2\n```"
     assert extract_program(text) == "A = 2\n"

@@ -1,3 +1,5 @@
+import pytest
+
 from ladder.rewards import format_reward, length_penalty
 
 
@@ -46,3 +48,17 @@ def test_tool_cost_prices_each_call_the_model_made():
     answer = {"role": "assistant", "content": "<think> 5</think><answer> 5</answer>"}
     assert tool_cost(["<answer> 5</answer>", [answer], [call, result, answer], [two, result, answer]],
                      cost=0.1) == [0.0, 0.0, -0.1, -0.2]
+
+
+def test_messages_with_content_parts_are_read_as_their_text():
+    """The multimodal chat format gives a message's content as a list of parts; every text reward raised
+    TypeError on it."""
+    from ladder.rewards import abstention_reward, countdown_accuracy, math_accuracy
+
+    parts = [{"role": "assistant", "content": [{"type": "text", "text": "<think>7*3=21</think>"},
+                                               {"type": "text", "text": "<answer>7*3+4</answer>"}]}]
+    assert format_reward([parts]) == [1.0]
+    assert length_penalty([parts], max_length=400) == [pytest.approx(-0.1 * len("<think>7*3=21</think><answer>7*3+4</answer>") / 400)]
+    assert countdown_accuracy([parts], numbers=[[7, 3, 4]], target=[25]) == [1.0]
+    answer = [{"role": "assistant", "content": [{"type": "text", "text": "<answer>85</answer>"}]}]
+    assert math_accuracy([answer], answer=["85"]) == abstention_reward([answer], answer=["85"]) == [1.0]

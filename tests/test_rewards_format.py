@@ -58,7 +58,8 @@ def test_messages_with_content_parts_are_read_as_their_text():
     parts = [{"role": "assistant", "content": [{"type": "text", "text": "<think>7*3=21</think>"},
                                                {"type": "text", "text": "<answer>7*3+4</answer>"}]}]
     assert format_reward([parts]) == [1.0]
-    assert length_penalty([parts], max_length=400) == [pytest.approx(-0.1 * len("<think>7*3=21</think><answer>7*3+4</answer>") / 400)]
+    written = "<think>7*3=21</think><answer>7*3+4</answer>"
+    assert length_penalty([parts], max_length=400) == [pytest.approx(-0.1 * len(written) / 400)]
     assert countdown_accuracy([parts], numbers=[[7, 3, 4]], target=[25]) == [1.0]
     answer = [{"role": "assistant", "content": [{"type": "text", "text": "<answer>85</answer>"}]}]
     assert math_accuracy([answer], answer=["85"]) == abstention_reward([answer], answer=["85"]) == [1.0]

@@ -23,6 +23,16 @@ def test_bad_input_is_one_line_error_exit_2():
     assert out.stderr.strip().count("\n") == 0 and "unknown level 9" in out.stderr
 
 
+def test_the_installed_ladder_command_exits_with_mains_code():
+    """The `ladder` console script is ladder.cli:entry, which leaves through runtime.exit_process (a rank of a
+    distributed run must not finalise): its exit code is still main's."""
+    run = ("import sys; from importlib.metadata import entry_points; "
+           "(ep,) = entry_points(group='console_scripts', name='ladder'); sys.argv[0] = 'ladder'; ep.load()()")
+    out = subprocess.run([sys.executable, "-c", run, "fly"], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
+    assert subprocess.run([sys.executable, "-c", run, "--help"], capture_output=True, text=True).returncode == 0
+
+
 # --- torchvision / torchaudio / torchcodec built for another torch (what `pip install -e ".[cpu]"` leaves)
 
 PYPI_AFTER_CPU_INSTALL = {"torch": "2.13.0+cpu", "torchvision": "0.28.0+cu130", "torchaudio": "2.11.1+cu132",

@@ -34,13 +34,16 @@ class AppConfig:
     port: int = 7860
     share: bool = False
     max_models: int = 4  # loaded models kept in memory (least recently used go first)
+    # run the custom tools (module:function, file.py:function) a checkpoint's manifest names: their code runs
+    # in this process, so a run copied from elsewhere could run anything; built-in tools always work
+    trust_tools: bool = False
 
 
 class Models:
     """Lazily loaded checkpoints, at most `capacity` in memory, only from the registry."""
 
-    def __init__(self, runs_dir: str, capacity: int = 4):
-        self.runs_dir, self.capacity = runs_dir, capacity
+    def __init__(self, runs_dir: str, capacity: int = 4, trust_tools: bool = False):
+        self.runs_dir, self.capacity, self.trust_tools = runs_dir, capacity, trust_tools
         self.cache: OrderedDict[str, tuple] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -54,6 +57,13 @@ class Models:
         from ladder.registry import resolve_checkpoint
 
         path = resolve_checkpoint(name, self.runs_dir)
+        if not self.trust_tools:
+            from ladder.tools import custom_tool_specs
+
+            custom = custom_tool_specs((read_manifest(path).get("config") or {}).get("tools"))
+            if custom:
+                raise LadderError(f"'{name}' calls custom tools ({', '.join(custom)}): the app runs their code only "
+                                  "when started with --trust_tools true")
         with self.lock:
             if str(path) in self.cache:
                 self.cache.move_to_end(str(path))
@@ -161,13 +171,16 @@ class Compare:
     """The app's logic, free of Gradio so tests can call it."""
 
     def __init__(self, cfg: AppConfig):
-        from ladder.registry import latest_run
+        from ladder.registry import latest_run, resolve_checkpoint, resolve_run
+        from ladder.stages import run_stages
 
         self.cfg = cfg
-        self.models = Models(cfg.runs_dir, cfg.max_models)
-        run = Path(cfg.run) if cfg.run else latest_run(cfg.runs_dir)
+        self.models = Models(cfg.runs_dir, cfg.max_models, cfg.trust_tools)
+        run = resolve_run(cfg.run, cfg.runs_dir) if cfg.run else latest_run(cfg.runs_dir)
         self.run = run
-        self.reward_model = str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None
+        self.reward_model = None
+        if run and "rm" in run_stages(run):
+            self.reward_model = str(resolve_checkpoint(run / "rm", cfg.runs_dir))  # a link out of the registry: refused
         self.problems = {}
         if run and (run / "data" / "rl_test.jsonl").is_file():
             from ladder.evaluation import load_rows

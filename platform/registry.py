@@ -1,7 +1,7 @@
 """The run registry: `runs/<name>/<stage>/` holds each checkpoint and its ladder.json.
 
-`ladder runs` prints a table of runs and stages with their key metrics. `resolve_checkpoint` is
-the gate the app uses: only finished checkpoints inside the runs folder can be loaded.
+`ladder runs` prints a table of runs and stages with their key metrics. `resolve_checkpoint` and
+`resolve_run` are the gates the app uses: only finished checkpoints and runs inside the runs folder are read.
 """
 
 from __future__ import annotations
@@ -35,14 +35,42 @@ def checkpoints(root="runs", stages=TEXT_OUTPUTS) -> list[str]:
 
 def resolve_checkpoint(name, root="runs") -> Path:
     """A 'run/stage' name (or a path) -> the checkpoint dir, refusing anything outside the registry."""
-    root = Path(root).resolve()
-    candidate = Path(name)
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if root != path and root not in path.parents:
-        raise LadderError(f"'{name}' is outside the run registry ({root}): refused")
-    if not (path / MANIFEST).is_file():
+    path = _inside(name, root, "checkpoint")
+    if not _exists(path / MANIFEST, name):
         raise LadderError(f"'{name}' is not a finished checkpoint (no {MANIFEST})")
     return path
+
+
+def resolve_run(name, root="runs") -> Path:
+    """A run's name (or path) -> its folder, refusing anything outside the registry: what the app reads a
+    run's report, plots, held-out problems and reward model from."""
+    path = _inside(name, root, "run")
+    if not run_stages(path):
+        raise LadderError(f"'{name}' is not a run (no finished stage in it)")
+    return path
+
+
+def _inside(name, root, what: str) -> Path:
+    """The resolved path (symlinks followed) strictly inside the registry's root, or a one-line LadderError
+    (no name, a name the file system refuses, a symlink loop, anything outside)."""
+    if not isinstance(name, (str, Path)) or not str(name).strip():
+        raise LadderError(f"no {what} chosen")
+    root = Path(root).resolve()
+    try:
+        candidate = Path(name)
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, a symlink loop
+        raise LadderError(f"'{str(name)[:80]}' is not a usable {what} name ({type(e).__name__})") from None
+    if root not in path.parents:
+        raise LadderError(f"'{name}' is outside the run registry ({root}): refused")
+    return path
+
+
+def _exists(path: Path, name) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError) as e:
+        raise LadderError(f"'{str(name)[:80]}' is not a usable checkpoint name ({type(e).__name__})") from None
 
 
 KEY_METRICS = [m for m in METRICS if m[0] in RUNS_COLUMNS]

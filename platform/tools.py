@@ -341,6 +341,11 @@ def _sample_call(fn: Callable, spec: str, example: dict | None) -> None:
         raise LadderError(f"tool '{spec}': sample call {call} returned {_short(result)} instead of {expected!r}")
 
 
+def custom_tool_specs(specs) -> list[str]:
+    """The entries of a `tools:` list that are not built-in: code from a module or file, which loading runs."""
+    return [spec for spec, _ in _entries(specs) if spec not in TOOLS]
+
+
 def load_tools(specs) -> list[Callable]:
     """Recipe `tools:` -> the functions, each checked: it has a schema, a sample call works, names are unique.
 

@@ -50,6 +50,8 @@ def load_function(spec: str, *, kind: str, builtins: dict):
                               "custom ones are 'module:function' or 'path/file.py:function')")
         return builtins[spec]
     where, _, name = spec.rpartition(":")
+    if not where or not name or where.startswith("."):
+        raise LadderError(f"{kind} '{spec}': expected 'module:function' or 'path/file.py:function'")
     if where.endswith(".py"):
         path = Path(where)
         if not path.is_file():
@@ -60,19 +62,28 @@ def load_function(spec: str, *, kind: str, builtins: dict):
         module = importlib.util.module_from_spec(module_spec)
         try:
             module_spec.loader.exec_module(module)
-        except Exception as e:
-            raise LadderError(f"{kind} '{spec}': importing {path} failed ({type(e).__name__}: {e})") from None
+        except (Exception, SystemExit) as e:  # a sys.exit() at import would end the run without a word
+            raise LadderError(f"{kind} '{spec}': importing {path} failed ({_first_line(e)})") from None
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as e:
-            raise LadderError(f"{kind} '{spec}': cannot import module '{where}' ({e})") from None
-    fn = getattr(module, name, None)
+        except (Exception, SystemExit) as e:  # not only ImportError: a module's own code may raise anything
+            raise LadderError(f"{kind} '{spec}': cannot import module '{where}' ({_first_line(e)})") from None
+    try:
+        fn = getattr(module, name, None)
+    except Exception as e:  # a module __getattr__ that raises
+        raise LadderError(f"{kind} '{spec}': reading '{name}' from {where} failed ({_first_line(e)})") from None
     if fn is None:
         raise LadderError(f"{kind} '{spec}': no function '{name}' in {where}")
     if not callable(fn):
         raise LadderError(f"{kind} '{spec}': '{name}' is not callable")
     return fn
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception as one short line: the error stays one line whatever the module raised."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
 def _named(fn, spec: str):

@@ -43,6 +43,52 @@ def test_paths_outside_the_registry_and_broken_checkpoints_are_refused(registry,
     assert "could not be loaded" in app.compare(["t/broken"], "hi")[0]["answer"]
 
 
+def test_a_run_and_its_reward_model_come_from_the_registry_only(registry, tmp_path):
+    """`--run` was used as given: a folder anywhere had its report, plots and reward model read and loaded."""
+    from ladder.errors import LadderError
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(registry / "t", elsewhere)
+    for bad in (str(elsewhere), "../../elsewhere"):
+        with pytest.raises(LadderError, match="outside the run registry"):
+            Compare(AppConfig(runs_dir=str(registry), run=bad))
+    linked = registry / "linked"
+    (linked / "sft").parent.mkdir()
+    shutil.copytree(registry / "t" / "sft", linked / "sft")
+    (linked / "rm").symlink_to(elsewhere / "rm")  # the run is inside, its reward model is not
+    try:
+        with pytest.raises(LadderError, match="outside the run registry"):
+            Compare(AppConfig(runs_dir=str(registry), run="linked"))
+    finally:
+        shutil.rmtree(linked)
+    assert Compare(AppConfig(runs_dir=str(registry), run="t")).reward_model == str((registry / "t" / "rm").resolve())
+
+
+def test_custom_tools_named_in_a_manifest_run_only_when_trusted(registry, tmp_path):
+    """A checkpoint's manifest names the tools it was trained with; loading a custom one imports its file, so
+    picking a checkpoint copied from elsewhere would have run its code. The app refuses unless told."""
+    from ladder.manifest import read_manifest, write_manifest
+
+    marker = tmp_path / "ran"
+    tool = tmp_path / "evil_tool.py"
+    tool.write_text(f"open({str(marker)!r}, 'w').close()\n\ndef word_count(text: str) -> str:\n"
+                    f"    \"\"\"Count words.\n\n    Args:\n        text: the text\n    \"\"\"\n"
+                    f"    return str(len(text.split()))\n")
+    tooled = registry / "t" / "tooled"
+    shutil.copytree(registry / "t" / "sft", tooled)
+    m = read_manifest(tooled)
+    write_manifest(tooled, stage=m["stage"], config={**m["config"], "tools": [f"{tool}:word_count"]},
+                   metrics=m.get("metrics", {}))
+    try:
+        out = Compare(AppConfig(runs_dir=str(registry))).compare(["t/tooled"], "hi")[0]["answer"]
+        assert "custom tools" in out and "--trust_tools true" in out and not marker.exists()
+        trusted = Compare(AppConfig(runs_dir=str(registry), trust_tools=True))
+        trusted.models.get("t/tooled")
+        assert marker.exists()
+    finally:
+        shutil.rmtree(tooled)
+
+
 def test_gold_answers_for_typed_and_held_out_prompts():
     assert gold_for("What is 17 * 24?", {}) == {"answer": "408"}
     assert gold_for("p", {"p": {"answer": None, "numbers": [1], "target": 1}})["target"] == 1

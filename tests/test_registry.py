@@ -2,7 +2,7 @@ import pytest
 
 from ladder.errors import LadderError
 from ladder.manifest import write_manifest
-from ladder.registry import checkpoints, latest_run, main, resolve_checkpoint
+from ladder.registry import checkpoints, latest_run, main, resolve_checkpoint, resolve_run
 from ladder.stages import run_stages
 
 
@@ -30,6 +30,30 @@ def test_resolve_refuses_anything_outside_the_registry(runs, tmp_path):
             resolve_checkpoint(bad, runs)
     with pytest.raises(LadderError, match="not a finished checkpoint"):
         resolve_checkpoint("a/grpo", runs)
+
+
+def test_names_the_file_system_refuses_are_one_line_errors(runs):
+    """The app passes what a user picked: no choice (None), the registry's root itself, a null byte, a name too
+    long for the file system and a symlink loop all raised raw exceptions (TypeError, OSError, ...)."""
+    (runs / "loop").symlink_to(runs / "loop")
+    write_manifest(runs, stage="base", config={}, metrics={})  # even a manifest at the root: the root is no checkpoint
+    for bad, msg in ((None, "no checkpoint chosen"), ("", "no checkpoint chosen"), (".", "outside the run registry"),
+                     ("a\x00b", "not a usable checkpoint name"), ("x" * 5000, "not a usable checkpoint name"),
+                     ("loop", "not a usable checkpoint name")):
+        with pytest.raises(LadderError, match=msg):
+            resolve_checkpoint(bad, runs)
+
+
+def test_a_run_is_resolved_inside_the_registry_only(runs, tmp_path):
+    assert resolve_run("a", runs) == (runs / "a").resolve()
+    outside = tmp_path / "elsewhere"
+    write_manifest(outside / "sft", stage="sft", config={}, metrics={})
+    (runs / "link").symlink_to(outside)
+    for bad in (str(outside), "../elsewhere", "link"):
+        with pytest.raises(LadderError, match="outside the run registry"):
+            resolve_run(bad, runs)
+    with pytest.raises(LadderError, match="not a run"):
+        resolve_run("a/grpo", runs)
 
 
 def test_ladder_runs_lists_metrics(runs, capsys):

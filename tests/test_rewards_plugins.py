@@ -44,6 +44,33 @@ def test_bad_specs(spec, msg):
     assert msg in str(e.value) and spec in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("source, spec_kind, msg", [
+    ("def f(:\n", "module", "SyntaxError"),
+    ("x = undefined_name\n", "module", "NameError"),
+    ("import sys\nsys.exit(3)\n", "module", "SystemExit: 3"),
+    ("import sys\nsys.exit(3)\n", "file", "SystemExit: 3"),
+    ('raise ValueError("line one\\nline two")\n', "file", "ValueError: line one"),
+    ("def __getattr__(name):\n    raise RuntimeError('boom')\n", "module", "RuntimeError: boom"),
+])
+def test_a_module_that_fails_to_load_is_one_line(source, spec_kind, msg, tmp_path, monkeypatch):
+    """Only ImportError was caught for modules: a syntax error, any error at import, a sys.exit() (which ended
+    the run silently with its code) or a module __getattr__ printed a traceback or nothing at all."""
+    name = f"broken_{abs(hash(source)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"{name}:f" if spec_kind == "module" else f"{tmp_path / name}.py:f"
+    with pytest.raises(LadderError) as e:
+        load_reward(spec)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("spec", [":f", ".relative:f", "module:"])
+def test_specs_without_a_module_or_a_function_are_refused(spec):
+    with pytest.raises(LadderError, match="expected 'module:function' or 'path/file.py:function'"):
+        load_reward(spec)
+
+
 def test_bad_entries_and_weights():
     with pytest.raises(LadderError, match="weight must be a number"):
         load_rewards([{"name": "format_reward", "weight": "heavy"}])

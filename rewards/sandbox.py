@@ -32,7 +32,9 @@ What confines the program:
   RLIMIT_NPROC is enforced, the parent and the judge cannot be signalled and root-only files stay closed;
   no_new_privs (setuid binaries give nothing).
 - limits: wall-clock timeout (the parent kills the whole process group; the judge's own alarm ends it),
-  RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_NPROC (fork bombs), RLIMIT_FSIZE, output cap (the parent reads at
+  RLIMIT_CPU, RLIMIT_AS (memory per process) and, as root, a memory cgroup of the run's own capped at the
+  same size for all of its processes, shared memory and tmpfs together (_memory_cgroup; where the cgroup file
+  system cannot be written, RLIMIT_AS alone), RLIMIT_NPROC (fork bombs), RLIMIT_FSIZE, output cap (the parent reads at
   most `max_output` bytes of stdout+stderr, then kills), a cap on each message to the judge, stdin
   closed, environment scrubbed (PATH, LANG, HOME=TMPDIR=/tmp only).
 - no jail at all (not root and no working bwrap): `run_python` refuses with a LadderError, unless
@@ -325,6 +327,88 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
+# ------------------------------------------------------------------------------------ memory as a whole
+
+_cgroup_lock = threading.Lock()
+_cgroup_count = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _cgroup_parent() -> tuple[str, str] | None:
+    """(this process's memory cgroup folder, its limit file's name) where runs can get cgroups of their own:
+    as root, with cgroup v1's memory controller (a hybrid host keeps it there) or v2's enabled for children.
+    None elsewhere (not root, no cgroup file system, or it is read-only), and RLIMIT_AS alone limits memory."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if "memory" in controllers.split(","):
+            candidates = [(f"/sys/fs/cgroup/memory{path}", "memory.limit_in_bytes")]
+            break
+    else:
+        path = next((p for hier, c, p in lines if hier == "0" and c == ""), None)
+        candidates = [(f"{mount}{path}", "memory.max") for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")] \
+            if path is not None else []
+    for folder, limit_file in candidates:
+        folder = folder.rstrip("/")
+        if limit_file == "memory.max":  # v2: the controller must be enabled for this cgroup's children
+            try:
+                with open(os.path.join(folder, "cgroup.subtree_control")) as f:
+                    if "memory" not in f.read().split():
+                        continue
+            except OSError:
+                continue
+        if os.path.isdir(folder) and os.access(folder, os.W_OK):
+            return folder, limit_file
+    return None
+
+
+def _memory_cgroup(limit_bytes: int) -> str | None:
+    """A fresh cgroup for one run, its memory capped at limit_bytes: the program's forked children, SysV and
+    memfd shared memory and its tmpfs all count there, while RLIMIT_AS caps each process's address space
+    alone (3 children x 400 MB, or 24 memfds x 32 MB, held over a GB of the trainer's host under a 512 MB
+    limit). At the cap the kernel kills inside the cgroup: the run fails. None where none can be made."""
+    global _cgroup_count
+    parent = _cgroup_parent()
+    if parent is None:
+        return None
+    with _cgroup_lock:
+        _cgroup_count += 1
+        folder = os.path.join(parent[0], f"ladder-sandbox-{os.getpid()}-{_cgroup_count}")
+    try:
+        os.mkdir(folder)
+        with open(os.path.join(folder, parent[1]), "w") as f:
+            f.write(str(limit_bytes))
+    except OSError:
+        _remove_cgroup(folder)
+        return None
+    return folder
+
+
+def _remove_cgroup(folder: str) -> None:
+    """rmdir once its last process is gone (the jail's PID namespace ends them all; reaping takes a moment)."""
+    for _ in range(50):
+        try:
+            os.rmdir(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _in_cgroup(folder: str | None, argv: list[str]) -> list[str]:
+    """argv started inside the cgroup: a shell moves itself in, then becomes argv (exec), so nothing runs
+    outside it for a moment."""
+    if folder is None:
+        return argv
+    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(folder, "cgroup.procs"), *argv]
+
+
 def _run(code: str, tests: str, jail: str, *, timeout: float, memory_mb: int, max_output: int,
          max_procs: int = 32, disk_mb: int = 32) -> SandboxResult:
     root = os.geteuid() == 0
@@ -339,7 +423,7 @@ def _run(code: str, tests: str, jail: str, *, timeout: float, memory_mb: int, ma
         job["rlimits"]["RLIMIT_NPROC"] = max_procs
     header = json.dumps({"timeout": timeout, "memory": JUDGE_MEMORY, "max_message": MAX_MESSAGE}).encode()
     mine = []  # fds this process must close
-    workdir = proc = None
+    workdir = proc = cgroup = None
     try:
         code_fd = _memfd("ladder-program", _program_code())
         mine.append(code_fd)
@@ -367,8 +451,10 @@ def _run(code: str, tests: str, jail: str, *, timeout: float, memory_mb: int, ma
             workdir = tempfile.mkdtemp(prefix="ladder-sandbox-")
             env.update(HOME=workdir, TMPDIR=workdir)
             argv, cwd = python, workdir
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                pass_fds=[code_fd, job_fd, request_r, reply_w], env=env, cwd=cwd,
+        if jail != "unsafe":
+            cgroup = _memory_cgroup(memory_mb << 20)
+        proc = subprocess.Popen(_in_cgroup(cgroup, argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=[code_fd, job_fd, request_r, reply_w], env=env, cwd=cwd,
                                 start_new_session=True, close_fds=True)
         with proc:
             for fd in (code_fd, job_fd, request_r, reply_w):  # the program's ends: only the program holds them now
@@ -381,6 +467,8 @@ def _run(code: str, tests: str, jail: str, *, timeout: float, memory_mb: int, ma
             os.close(fd)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+        if cgroup:
+            _remove_cgroup(cgroup)
     stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     ok = bool(verdict and verdict.get("ok") is True) and not timed_out and not truncated
     if timed_out:

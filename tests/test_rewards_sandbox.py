@@ -91,6 +91,62 @@ def test_memory_bomb_is_refused(run):
         assert not r.ok and "MemoryError" in r.stderr and not r.timed_out
 
 
+# Ways to hold memory that a per-process address-space limit never counts, each as (code, a count over the
+# run's 128 MB, a count under it): forked children, memfd files, SysV shared memory attached one at a time.
+HOLDERS = {
+    "forked children": ("""import os, time
+pids = []
+for _ in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        x = b'\\x01' * (60 << 20)
+        time.sleep(1)
+        os._exit(0)
+    pids.append(pid)
+if all(os.waitpid(p, 0)[1] == 0 for p in pids):
+    print('held')""", 4, 1),
+    "memfd files": ("""import os
+fds = []
+for _ in range({n}):
+    fd = os.memfd_create('m')
+    os.posix_fallocate(fd, 0, 32 << 20)
+    fds.append(fd)
+print('held')""", 8, 2),
+    "SysV shared memory": ("""import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+for _ in range({n}):
+    segment = libc.shmget(0, 60 << 20, 0o1600)
+    address = libc.shmat(segment, None, 0)
+    ctypes.memset(address, 1, 60 << 20)
+    libc.shmdt(ctypes.c_void_p(address))
+print('held')""", 3, 1),
+}
+
+
+def _run_cgroups() -> list[str]:
+    parent = sandbox._cgroup_parent()
+    return [d for d in os.listdir(parent[0]) if d.startswith(f"ladder-sandbox-{os.getpid()}-")] if parent else []
+
+
+@pytest.mark.skipif(sandbox._cgroup_parent() is None, reason="needs root and a writable memory cgroup")
+@pytest.mark.parametrize("how", list(HOLDERS))
+def test_memory_is_capped_for_the_whole_run(run, how):
+    """RLIMIT_AS counts one process's address space: children, memfd and SysV segments each held their own,
+    over a GB of the host under a 512 MB limit. A run's memory cgroup caps them together; a smaller amount of
+    the same still runs (so the trick works, and it is the cap that stops it)."""
+    code, over, under = HOLDERS[how]
+    assert run(code.format(n=under), memory_mb=128).stdout.strip() == "held"
+    assert "held" not in run(code.format(n=over), memory_mb=128).stdout
+    assert _run_cgroups() == []  # each run's cgroup is gone with it
+
+
+def test_without_a_memory_cgroup_a_run_still_works(run, monkeypatch):
+    """Not root, or no writable cgroup file system: RLIMIT_AS alone, as before."""
+    monkeypatch.setattr(sandbox, "_memory_cgroup", lambda limit: None)
+    assert run(RIGHT_ADD, tests=ADD_TESTS).ok
+
+
 def test_writes_outside_its_directory_do_not_land(run, tmp_path):
     targets = [f"/tmp/ladder-escape-{uuid.uuid4().hex}", str(tmp_path / "escape"),
                str(Path(__file__).resolve().parent / f"escape-{uuid.uuid4().hex}")]

@@ -362,9 +362,24 @@ def _cgroup_parent() -> tuple[str, str] | None:
                         continue
             except OSError:
                 continue
-        if os.path.isdir(folder) and os.access(folder, os.W_OK):
+        if os.path.isdir(folder) and os.access(folder, os.W_OK) and _cgroup_works(folder, limit_file):
             return folder, limit_file
     return None
+
+
+def _cgroup_works(parent: str, limit_file: str) -> bool:
+    """Can a child cgroup be made, capped and entered here? Tried once with a shell, as each run enters it:
+    a run whose shell could not move in would never start its program."""
+    folder = os.path.join(parent, f"ladder-sandbox-{os.getpid()}-probe")
+    try:
+        os.mkdir(folder)
+        with open(os.path.join(folder, limit_file), "w") as f:
+            f.write(str(64 << 20))
+        return subprocess.run(_in_cgroup(folder, ["/bin/true"]), capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        _remove_cgroup(folder)
 
 
 def _memory_cgroup(limit_bytes: int) -> str | None:

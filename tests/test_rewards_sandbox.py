@@ -141,6 +141,17 @@ def test_memory_is_capped_for_the_whole_run(run, how):
     assert _run_cgroups() == []  # each run's cgroup is gone with it
 
 
+@pytest.mark.skipif(sandbox._cgroup_parent() is None, reason="needs root and a writable memory cgroup")
+def test_a_cgroup_that_cannot_be_entered_is_not_used(monkeypatch):
+    """Each run's shell moves itself into its cgroup before it becomes the program: where that fails, the
+    program would never start, so the probe must say no and runs keep RLIMIT_AS alone."""
+    folder, limit_file = sandbox._cgroup_parent()
+    assert sandbox._cgroup_works(folder, limit_file)
+    monkeypatch.setattr(sandbox, "_in_cgroup", lambda cgroup, argv: ["/bin/false"])
+    assert not sandbox._cgroup_works(folder, limit_file)
+    assert _run_cgroups() == []
+
+
 def test_without_a_memory_cgroup_a_run_still_works(run, monkeypatch):
     """Not root, or no writable cgroup file system: RLIMIT_AS alone, as before."""
     monkeypatch.setattr(sandbox, "_memory_cgroup", lambda limit: None)

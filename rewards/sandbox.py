@@ -469,8 +469,8 @@ def _run(code: str, tests: str, jail: str, *, timeout: float, memory_mb: int, ma
         if jail != "unsafe":
             cgroup = _memory_cgroup(memory_mb << 20)
         proc = subprocess.Popen(_in_cgroup(cgroup, argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=[code_fd, job_fd, request_r, reply_w], env=env, cwd=cwd,
-                                start_new_session=True, close_fds=True)
+                                stderr=subprocess.PIPE, pass_fds=[code_fd, job_fd, request_r, reply_w], env=env,
+                                cwd=cwd, start_new_session=True, close_fds=True)
         with proc:
             for fd in (code_fd, job_fd, request_r, reply_w):  # the program's ends: only the program holds them now
                 os.close(fd)

@@ -406,14 +406,14 @@ def _memory_cgroup(limit_bytes: int) -> str | None:
 
 def _remove_cgroup(folder: str) -> None:
     """rmdir once its last process is gone (the jail's PID namespace ends them all; reaping takes a moment)."""
-    for _ in range(50):
+    for _ in range(1000):
         try:
             os.rmdir(folder)
             return
         except FileNotFoundError:
             return
         except OSError:
-            time.sleep(0.02)
+            time.sleep(0.001)
 
 
 def _in_cgroup(folder: str | None, argv: list[str]) -> list[str]:

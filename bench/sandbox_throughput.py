@@ -1,10 +1,10 @@
 """Sandboxed programs/s through code_accuracy's path (run_many), per jail, and against an older design.
 
 Each program is MBPP-sized (a dozen lines, a helper and the entry point) with 3 asserts, half of them
-right. `--baseline REV` also times rewards/sandbox.py as it was at git revision REV (for the single-
-process harness this design replaced, the commit before it), loaded from `git show` into a module of its
-own, in the same run and on the same programs; rounds alternate (new, old, old, new...) so load from
-other jobs on a shared machine falls on both alike, and the table shows medians.
+right. `--baseline REV` also times rewards/sandbox.py as it was at git revision REV (with that revision's
+program and judge files, where it had them), loaded from `git show` into a module of its own, in the same
+run and on the same programs; rounds alternate (new, old, old, new...) so load from other jobs on a shared
+machine falls on both alike, and the table shows medians.
 
     python bench/sandbox_throughput.py                        # every jail that works here
     python bench/sandbox_throughput.py --baseline f73bf6d --programs 200 --rounds 3
@@ -46,11 +46,17 @@ def programs(n: int) -> tuple[list[str], list[str]]:
 
 
 def load_baseline(rev: str):
-    """rewards/sandbox.py at `rev`, as its own module (it only needs ladder.errors)."""
+    """rewards/sandbox.py at `rev`, as its own module (it only needs ladder.errors), beside that revision's
+    sandbox_program.py and sandbox_judge.py where it had them (it reads them from its own folder)."""
     root = Path(__file__).resolve().parent.parent
+    folder = Path(tempfile.mkdtemp(prefix="ladder-bench-"))
+    for name in ("sandbox_program.py", "sandbox_judge.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:rewards/{name}"], cwd=root, capture_output=True, text=True)
+        if shown.returncode == 0:
+            (folder / name).write_text(shown.stdout)
     source = subprocess.run(["git", "show", f"{rev}:rewards/sandbox.py"], cwd=root, capture_output=True,
                             text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="ladder-bench-")) / "sandbox_baseline.py"
+    path = folder / "sandbox_baseline.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("ladder_sandbox_baseline", path)
     module = importlib.util.module_from_spec(spec)
@@ -82,9 +88,9 @@ def main() -> None:
 
     from ladder.rewards import sandbox
 
-    designs = [("judge + program", sandbox)]
+    designs = [("this tree", sandbox)]
     if args.baseline:
-        designs.append((f"single process ({args.baseline})", load_baseline(args.baseline)))
+        designs.append((f"rewards/sandbox.py at {args.baseline}", load_baseline(args.baseline)))
     codes, tests = programs(args.programs)
     rows = []
     for kind in args.jails.split(","):

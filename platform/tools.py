@@ -121,7 +121,9 @@ def _evaluate(node: ast.AST, source: str, depth: int) -> Fraction:
 
 
 def _format(value: Fraction) -> str:
-    """An integer when whole, a decimal when it terminates (denominator 2^a 5^b), else p/q: all exact."""
+    """An integer when whole, a decimal when it terminates (denominator 2^a 5^b) within MAX_DIGITS places, else
+    p/q: all exact. (0.5**33)**100 would have been 3,300 decimal places from 14 characters of input: more than
+    any number the calculator accepts, and a flood of the model's context (the python tool cuts at 2,000)."""
     num, den = value.numerator, value.denominator
     if den == 1:
         return str(num)
@@ -133,6 +135,8 @@ def _format(value: Fraction) -> str:
     if rest != 1:
         return f"{num}/{den}"
     places = max(twos, fives)
+    if places > MAX_DIGITS:
+        return f"{num}/{den}"
     whole, fraction = divmod(abs(num) * 10**places // den, 10**places)  # exact: den divides 10**places
     return f"{'-' if num < 0 else ''}{whole}.{fraction:0{places}d}"
 

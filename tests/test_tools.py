@@ -85,6 +85,15 @@ def test_calculator_nesting_within_the_limits_works_and_the_parser_limits_are_va
         calculator("(" * 500 + "1" + ")" * 500)
 
 
+def test_a_result_whose_decimal_would_run_past_the_digit_limit_is_a_fraction():
+    """2^-3300 ends as a decimal, but after 3,300 places: from 14 characters a flood of the model's context."""
+    from fractions import Fraction
+
+    result = calculator("(0.5**33)**100")
+    assert result == f"1/{2**3300}" and len(result) < 1000 and Fraction(result) == Fraction(1, 2**3300)
+    assert calculator("0.5**10") == "0.0009765625"  # short decimals stay decimals
+
+
 def test_calculator_refuses_a_non_string():
     with pytest.raises(ValueError, match="must be a string, got int"):
         calculator(5)

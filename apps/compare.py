@@ -57,10 +57,11 @@ class Models:
         from ladder.registry import resolve_checkpoint
 
         path = resolve_checkpoint(name, self.runs_dir)
+        specs = (read_manifest(path).get("config") or {}).get("tools")
         if not self.trust_tools:
             from ladder.tools import custom_tool_specs
 
-            custom = custom_tool_specs((read_manifest(path).get("config") or {}).get("tools"))
+            custom = custom_tool_specs(specs)
             if custom:
                 raise LadderError(f"'{name}' calls custom tools ({', '.join(custom)}): the app runs their code only "
                                   "when started with --trust_tools true")
@@ -70,10 +71,9 @@ class Models:
                 return self.cache[str(path)]
             try:
                 chat = is_chat_model(path)
-                specs = (read_manifest(path).get("config") or {}).get("tools") if chat else None
                 model = AutoModelForCausalLM.from_pretrained(path).eval()
                 tools = []
-                if specs:  # the tokenizer that renders and parses its tools, and the tools themselves
+                if specs and chat:  # the tokenizer that renders and parses its tools, and the tools themselves
                     from ladder.models import load_tokenizer
                     from ladder.tools import load_tools
 
@@ -105,13 +105,6 @@ def gold_for(prompt: str, problems: dict) -> dict:
         a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
         return {"answer": str({"+": a + b, "-": a - b, "*": a * b}[op])}
     return {}
-
-
-def text_of(content) -> str:
-    """Gradio 6's Chatbot hands history back as content blocks ([{"type": "text", "text": ...}])."""
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content or [])
 
 
 def prompting(chat: bool) -> str:
@@ -243,7 +236,9 @@ class Compare:
 
     def chat(self, name, message, history, temperature=0.7, max_tokens=128):
         """Multi-turn chat with one checkpoint; history is a list of {role, content} messages."""
-        messages = [{"role": m["role"], "content": text_of(m["content"])} for m in history or []]
+        from ladder.rewards.text import content_text  # Gradio 6's Chatbot hands history back as content blocks
+
+        messages = [{"role": m["role"], "content": content_text(m["content"])} for m in history or []]
         messages.append({"role": "user", "content": message})
         try:
             for reply, _, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):

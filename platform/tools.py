@@ -132,10 +132,8 @@ def _format(value: Fraction) -> str:
         rest, twos = rest // 2, twos + 1
     while rest % 5 == 0:
         rest, fives = rest // 5, fives + 1
-    if rest != 1:
-        return f"{num}/{den}"
     places = max(twos, fives)
-    if places > MAX_DIGITS:
+    if rest != 1 or places > MAX_DIGITS:
         return f"{num}/{den}"
     whole, fraction = divmod(abs(num) * 10**places // den, 10**places)  # exact: den divides 10**places
     return f"{'-' if num < 0 else ''}{whole}.{fraction:0{places}d}"

@@ -371,10 +371,9 @@ def _cgroup_works(parent: str, limit_file: str) -> bool:
     """Can a child cgroup be made, capped and entered here? Tried once with a shell, as each run enters it:
     a run whose shell could not move in would never start its program."""
     folder = os.path.join(parent, f"ladder-sandbox-{os.getpid()}-probe")
+    if not _new_cgroup(folder, limit_file, 64 << 20):
+        return False
     try:
-        os.mkdir(folder)
-        with open(os.path.join(folder, limit_file), "w") as f:
-            f.write(str(64 << 20))
         return subprocess.run(_in_cgroup(folder, ["/bin/true"]), capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -394,14 +393,19 @@ def _memory_cgroup(limit_bytes: int) -> str | None:
     with _cgroup_lock:
         _cgroup_count += 1
         folder = os.path.join(parent[0], f"ladder-sandbox-{os.getpid()}-{_cgroup_count}")
+    return folder if _new_cgroup(folder, parent[1], limit_bytes) else None
+
+
+def _new_cgroup(folder: str, limit_file: str, limit_bytes: int) -> bool:
+    """Make the cgroup `folder` with its memory capped; False (and nothing left behind) where that fails."""
     try:
         os.mkdir(folder)
-        with open(os.path.join(folder, parent[1]), "w") as f:
+        with open(os.path.join(folder, limit_file), "w") as f:
             f.write(str(limit_bytes))
+        return True
     except OSError:
         _remove_cgroup(folder)
-        return None
-    return folder
+        return False
 
 
 def _remove_cgroup(folder: str) -> None:

@@ -20,17 +20,16 @@ def completion_text(completion) -> str:
             if not isinstance(message, dict):
                 return str(message)
             if message.get("role", "assistant") == "assistant":
-                return content_text(message)
+                return content_text(message.get("content"))
     return ""
 
 
-def content_text(message: dict) -> str:
-    """A message's text: its content as a string, or the text parts of a list of content parts
-    ([{"type": "text", "text": ...}], the multimodal chat format), joined."""
-    content = message.get("content") or ""
+def content_text(content) -> str:
+    """A message's content as text: a string as it is, a list of content parts ([{"type": "text", "text": ...}],
+    the multimodal chat format, and Gradio's chat history) as its text parts joined, None as ""."""
     if isinstance(content, str):
         return content
-    return "".join(str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in content)
+    return "".join(str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in content or [])
 
 
 def written_text(completion) -> str:
@@ -42,7 +41,7 @@ def written_text(completion) -> str:
     parts = []
     for m in completion:
         if isinstance(m, dict) and m.get("role", "assistant") == "assistant":
-            parts.append(content_text(m))
+            parts.append(content_text(m.get("content")))
             parts += [str((c.get("function") or {}).get("arguments", "")) for c in m.get("tool_calls") or []]
     return "".join(parts)
 

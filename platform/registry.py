@@ -36,7 +36,7 @@ def checkpoints(root="runs", stages=TEXT_OUTPUTS) -> list[str]:
 def resolve_checkpoint(name, root="runs") -> Path:
     """A 'run/stage' name (or a path) -> the checkpoint dir, refusing anything outside the registry."""
     path = _inside(name, root, "checkpoint")
-    if not _exists(path / MANIFEST, name):
+    if not (path / MANIFEST).is_file():
         raise LadderError(f"'{name}' is not a finished checkpoint (no {MANIFEST})")
     return path
 
@@ -59,18 +59,12 @@ def _inside(name, root, what: str) -> Path:
     try:
         candidate = Path(name)
         path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        path.exists()  # a name too long raises here, not later in whatever reads the folder
     except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, a symlink loop
         raise LadderError(f"'{str(name)[:80]}' is not a usable {what} name ({type(e).__name__})") from None
     if root not in path.parents:
         raise LadderError(f"'{name}' is outside the run registry ({root}): refused")
     return path
-
-
-def _exists(path: Path, name) -> bool:
-    try:
-        return path.is_file()
-    except (OSError, ValueError) as e:
-        raise LadderError(f"'{str(name)[:80]}' is not a usable checkpoint name ({type(e).__name__})") from None
 
 
 KEY_METRICS = [m for m in METRICS if m[0] in RUNS_COLUMNS]

@@ -54,6 +54,8 @@ def test_a_run_is_resolved_inside_the_registry_only(runs, tmp_path):
             resolve_run(bad, runs)
     with pytest.raises(LadderError, match="not a run"):
         resolve_run("a/grpo", runs)
+    with pytest.raises(LadderError, match="not a usable run name"):
+        resolve_run("x" * 5000, runs)
 
 
 def test_ladder_runs_lists_metrics(runs, capsys):

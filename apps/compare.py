@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config
+from ladder.config import load_config, option
 from ladder.errors import LadderError
 
 SLOTS = 4  # answers shown side by side
@@ -28,15 +28,15 @@ SLOTS = 4  # answers shown side by side
 
 @dataclass
 class AppConfig:
-    runs_dir: str = "runs"
-    run: str | None = None  # default: the latest run
-    host: str = "127.0.0.1"  # only this machine, unless told otherwise
-    port: int = 7860
-    share: bool = False
-    max_models: int = 4  # loaded models kept in memory (least recently used go first)
-    # run the custom tools (module:function, file.py:function) a checkpoint's manifest names: their code runs
-    # in this process, so a run copied from elsewhere could run anything; built-in tools always work
-    trust_tools: bool = False
+    runs_dir: str = option("runs", "the run registry: the folder `ladder run` writes runs into")
+    run: str | None = option(None, "the run to show, by name or path inside runs_dir (default: the latest)")
+    host: str = option("127.0.0.1", "address to bind; only this machine unless told otherwise (0.0.0.0: any)")
+    port: int = option(7860, "port to serve on")
+    share: bool = option(False, "also open a public Gradio share link")
+    max_models: int = option(4, "checkpoints kept loaded in memory (the least recently used go first)")
+    # a checkpoint's manifest may name custom tools (module:function, file.py:function); their code runs in this
+    # process, so a run copied from elsewhere could run anything. Built-in tools always work.
+    trust_tools: bool = option(False, "run the custom tools a checkpoint's manifest names (their code runs here)")
 
 
 class Models:

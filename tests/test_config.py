@@ -148,9 +148,9 @@ def test_every_option_ladder_declares_has_help():
 
     configs = [(s.module, s.config) for s in STAGES] + [("ladder.eval", "EvalConfig"),
                                                          ("ladder.vllm_serve", "ServeConfig"),
-                                                         ("ladder.pretrain.gguf", "ImportGGUFConfig")]
-    assert {m for m, _ in configs} >= {m for name, (m, _) in COMMANDS.items() if name not in ("run", "runs", "app",
-                                                                                                "rewards")}
+                                                         ("ladder.pretrain.gguf", "ImportGGUFConfig"),
+                                                         ("ladder.apps.compare", "AppConfig")]
+    assert {m for m, _ in configs} >= {m for name, (m, _) in COMMANDS.items() if name not in ("run", "runs", "rewards")}
     missing = []
     for module, name in configs:
         cls = getattr(importlib.import_module(module), name)

@@ -10,7 +10,14 @@ with trainer checkpoints but no manifest is resumed. Stages run in this process 
 Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own config keys
 (optionally `recipe: path.yaml` to start from a stage recipe, or just `sft: path.yaml`). A missing
 section means defaults, except for the optional rungs (DPO, RLOO), which run only when their section is
-there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key.
+there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key. A parent's key that a
+section sets itself (`sft: {data: my_chats.jsonl}`) wins over the parent's output; one that comes from a
+stage recipe file gives way to it, unless that parent is skipped.
+
+Before the first rung, every section is checked as its stage will read it: its config is built (names,
+types, the config's own checks), the reward, judge and tool functions it names are loaded, and a local
+model, tokenizer or data path outside the run must exist; the first mistake is one line naming the recipe
+and the section.
 
 Why in-process: every stage already cleans up after itself (accelerate state is reset between
 stages here), the thread settings are set once, and `accelerate launch -m ladder.pipeline` then
@@ -27,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from ladder.config import check_keys, read_yaml
+from ladder.config import build_config, read_yaml
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
 from ladder.runtime import reset_accelerate
@@ -39,16 +46,28 @@ META = {"name", "runs_dir", "eval"} | {s.name for s in STAGES}
 def stage_args(section: dict, run: Path, out: str, inputs: dict, here: Path = Path("."),
                skipped: frozenset = frozenset()) -> dict:
     """A stage's config keys: its recipe file, the section's own keys over it, and its parents' outputs in
-    this run; a parent the recipe skips leaves the key the section names (`model: runs/tiny/base`) alone."""
+    this run. A key the section sets itself (`sft: {data: my_chats.jsonl}`) wins over the parent's output;
+    a parent the recipe skips leaves the stage recipe's value, if it has one."""
     args = dict(section)
     base = args.pop("recipe", None)
+    from_file = {}
     if base:  # relative to the working directory, else to the ladder recipe's folder
-        base = Path(base) if Path(base).is_file() or Path(base).is_absolute() else here / base
-        args = {**read_yaml(base), **args}
+        tried = [Path(base).absolute()] if Path(base).is_absolute() else [Path(base).absolute(), here / base]
+        found = next((p for p in tried if p.is_file()), None)
+        if found is None:
+            raise LadderError(f"{base}: recipe file not found (looked for {' and '.join(map(str, tried))})")
+        from_file = read_yaml(found)
+        args = {**from_file, **args}
     args.pop("skip", None)
-    args.update({key: str(run / src) for key, src in inputs.items() if not (src in skipped and key in section)})
+    args.update({key: str(run / src) for key, src in inputs.items()
+                 if key not in section and not (src in skipped and key in from_file)})
     args["output_dir"] = str(run / out)
     return args
+
+
+def parents(stage, args: dict, run: Path) -> set[str]:
+    """The output dirs of this run that a stage really reads (a key the recipe pointed elsewhere is not one)."""
+    return {src for key, src in stage.inputs.items() if args.get(key) == str(run / src)}
 
 
 def to_argv(args: dict) -> list[str]:
@@ -83,14 +102,49 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
     return steps
 
 
-def check_sections(steps, eval_args: dict) -> None:
-    """A typo in the last stage's section must fail now, not after an hour of the stages before it."""
+def check_sections(steps, eval_args: dict, source: str = "pipeline recipe") -> None:
+    """A mistake in the last stage's section must fail now, not after an hour of the stages before it:
+    every section builds its stage's config (names, types and the config's own checks) and loads the
+    reward, judge and tool functions it names."""
     from ladder.eval import EvalConfig
 
+    for stage, _, args in steps + [(None, None, eval_args)]:
+        cls = getattr(importlib.import_module(stage.module), stage.config) if stage else EvalConfig
+        where = f"{source}, section '{stage.name if stage else 'eval'}'"
+        cfg = build_config(cls, dict(args), where)
+        try:
+            load_plugins(cfg)
+        except LadderError as e:
+            raise LadderError(f"{where}: {e}") from None
+
+
+def load_plugins(cfg) -> None:
+    if getattr(cfg, "rewards", None):
+        from ladder.rewards import load_rewards
+
+        load_rewards(cfg.rewards)
+    if getattr(cfg, "judge", None):
+        from ladder.evaluation import load_judges
+
+        load_judges(cfg.judge)
+    if getattr(cfg, "tools", None):
+        from ladder.tools import load_tools
+
+        load_tools(cfg.tools)
+
+
+def check_inputs(steps, run: Path, source: str = "pipeline recipe") -> None:
+    """A model, tokenizer or data path a section names outside this run must exist before the climb starts
+    (hub ids are not checked: they load, or fail, when their stage runs)."""
+    from ladder.data.loaders import looks_local
+
+    keys = {key for stage in STAGES for key in stage.inputs} | {"test_data"}
     for stage, _, args in steps:
-        mod = importlib.import_module(stage.module)  # also: a missing stage fails before any work
-        check_keys(getattr(mod, stage.config), args, f"pipeline recipe, section '{stage.name}'")
-    check_keys(EvalConfig, eval_args, "pipeline recipe, section 'eval'")
+        for key in sorted(keys & set(args)):
+            value = args[key]
+            if (isinstance(value, str) and looks_local(value) and not Path(value).expanduser().exists()
+                    and run not in Path(value).parents):
+                raise LadderError(f"{source}, section '{stage.name}': {key} '{value}': no such file or folder")
 
 
 MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`: one progress log, one writer
@@ -136,7 +190,8 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
     steps = plan(recipe, run, Path(recipe_path).parent)
     eval_args = {"run": str(run), **(recipe.get("eval") or {})}
-    check_sections(steps, eval_args)
+    check_sections(steps, eval_args, recipe_path)
+    check_inputs(steps, run, recipe_path)
     run.mkdir(parents=True, exist_ok=True)
     state_file = run / "pipeline.json"
     state = load_state(run)
@@ -145,7 +200,7 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
     for i, (stage, out, args) in enumerate(steps, 1):
         name = stage.name
         done = (out / MANIFEST).is_file() and state["stages"].get(name) == args
-        if done and not rerun & set(stage.inputs.values()):
+        if done and not rerun & parents(stage, args, run):
             say(f"[{i}/{n}] {name:<9} up to date, skipped  {_key_metric(out)}")
             continue
         rerun.add(stage.output)  # the stages that read it run again (their parent changed); the others need not

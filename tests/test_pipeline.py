@@ -91,6 +91,46 @@ def test_a_typo_in_any_stage_section_fails_before_any_work(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("override, message", [
+    (["--grpo.max_steps", "abc"], "section 'grpo': config key 'max_steps': expected an integer, got 'abc'"),
+    (["--ppo.rewards", "[nofile.py:fn]"], "section 'ppo': reward 'nofile.py:fn': file nofile.py not found"),
+    (["--eval.judge", "[nofile.py:fn]"], "section 'eval': .*nofile.py not found"),
+    (["--grpo.tools", "[nope]"], "section 'grpo': tool 'nope': unknown built-in"),
+    (["--sft.data", "/no/such/chats.jsonl"], "section 'sft': data '/no/such/chats.jsonl': no such file or folder"),
+    (["--ppo.reward_model", "runs/elsewhere/rm"], "section 'ppo': reward_model 'runs/elsewhere/rm': no such"),
+    (["--sft.recipe", "nope.yaml"], r"nope.yaml: recipe file not found \(looked for .*nope.yaml and .*nope.yaml\)"),
+])
+def test_a_bad_value_plugin_or_path_in_any_section_fails_before_any_work(tmp_path, override, message):
+    """Not only key names: every section builds its stage's config, loads the functions it names and finds
+    the local paths it points at outside the run, before the first rung (a wrong type in GRPO's section
+    used to fail after pretraining)."""
+    recipe = tmp_path / "ladder.yaml"
+    recipe.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "recipes" / "micro" / "ladder.yaml").read_text()),
+                                      "runs_dir": str(tmp_path / "runs")}))
+    with pytest.raises(LadderError, match=message):
+        pipeline.main([str(recipe), *override])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_key_the_section_sets_wins_over_the_parent_output(tmp_path):
+    """`sft: {data: my_chats.jsonl}` trains on that file, not on the run's data (it used to be replaced in
+    silence); a stage recipe's value is replaced by the parent's output unless that parent is skipped; and a
+    stage re-runs with a parent only if it reads that parent's output."""
+    from ladder.pipeline import parents, plan
+
+    run = tmp_path / "run"
+    (tmp_path / "sft.yaml").write_text("model: org/hub-model\ndata: org/hub-chats\nmax_steps: 3\n")
+    steps = {s[0].name: s for s in plan({"sft": {"recipe": "sft.yaml", "data": "my_chats.jsonl"}}, run, tmp_path)}
+    sft = steps["sft"]
+    assert sft[2]["data"] == "my_chats.jsonl" and sft[2]["model"] == str(run / "base")
+    assert parents(sft[0], sft[2], run) == {"base"}
+    assert parents(steps["grpo"][0], steps["grpo"][2], run) == {"sft", "data"}
+    skipped = {s[0].name: s for s in plan({"pretrain": {"skip": True}, "sft": {"recipe": "sft.yaml"}}, run,
+                                          tmp_path)}
+    assert skipped["sft"][2]["model"] == "org/hub-model" and skipped["sft"][2]["data"] == str(run / "data")
+    assert parents(skipped["sft"][0], skipped["sft"][2], run) == {"data"}
+
+
 def test_optional_rung_runs_only_when_the_recipe_names_it(tmp_path):
     """DPO is an extra rung: without a `dpo` section (or with `skip: true`) the ladder is planned without
     it; a section, even one key set from the command line, puts it in its place in ladder order."""

@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     if not argv or argv == ["list"]:
         width = max(map(len, REWARDS))
         for name, fn in REWARDS.items():
-            doc = (fn.__doc__ or "").strip().splitlines()
-            print(f"{name:<{width}}  {doc[0] if doc else ''}")
+            summary = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph, whole
+            print(f"{name:<{width}}  {summary}")
         print("\ncustom rewards: 'package.module:function' or 'path/to/file.py:function' "
               "with the signature fn(completions, **columns) -> list[float | None]")
         return 0

@@ -13,6 +13,9 @@ def test_list_shows_every_builtin_with_its_summary(capsys):
     for name in ("math_accuracy", "countdown_accuracy", "code_accuracy", "format_reward", "length_penalty"):
         assert name in out
     assert "gold `answer` column" in out and "file.py:function" in out
+    # a summary that runs over two lines of its docstring is shown whole, not cut mid-sentence
+    assert "counting all the model wrote (with tools: every assistant turn, not the tools' output)." in out
+    assert "but calling less, which is what it asks for." in out
 
 
 def test_check_validates_a_spec(capsys, tmp_path):

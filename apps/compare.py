@@ -164,9 +164,10 @@ class Compare:
     """The app's logic, free of Gradio so tests can call it."""
 
     def __init__(self, cfg: AppConfig):
-        from ladder.registry import latest_run, resolve_checkpoint, resolve_run
+        from ladder.registry import latest_run, resolve_checkpoint, resolve_run, runs_folder
         from ladder.stages import run_stages
 
+        runs_folder(cfg.runs_dir)  # before serving: a mistyped folder would show an empty app, no word why
         self.cfg = cfg
         self.models = Models(cfg.runs_dir, cfg.max_models, cfg.trust_tools)
         run = resolve_run(cfg.run, cfg.runs_dir) if cfg.run else latest_run(cfg.runs_dir)

@@ -11,8 +11,9 @@ completions for evaluation only, e.g. the hidden human of the tiny ladder), and 
 pass@1 and pass@k from k samples per problem (and, from them, the reliability buckets the report plots:
 greedy accuracy against sampled pass-rate); the share of answers that abstain ("I don't know") and the
 share wrong among the rest (hallucination). Every answer goes to `eval_completions.jsonl` in the
-checkpoint's directory (prompt, completion, score and the row's gold columns). Base models are prompted few-shot in the corpus format,
-chat models through their chat template; the report says which.
+checkpoint's directory (prompt, completion, score and the row's gold columns), every metric into its
+ladder.json as `eval/*`, replacing the whole block an earlier eval wrote there. Base models are prompted
+few-shot in the corpus format, chat models through their chat template; the report says which.
 
 A checkpoint trained with tools (its ladder.json's config.tools: GRPO with `tools: [calculator]`) answers
 with them, through the loop it was trained with (ladder.generation.generate_with_tools), scored on its
@@ -30,19 +31,17 @@ from pathlib import Path
 
 from ladder.config import load_config, option
 from ladder.errors import LadderError
-from ladder.evaluation import COMPLETIONS, evaluate_checkpoint, load_judges, load_rows, resolve_backend
+from ladder.evaluation import COMPLETIONS, evaluate_checkpoint, has_gold, load_judges, load_rows, resolve_backend
 
-
-# what an eval with tools adds (tool_stats, accuracy_no_tools); cleared when a later eval runs without them
-TOOL_METRICS = ("tool_call_rate", "tool_call_rate_se", "tool_error_rate", "accuracy_with_tool", "accuracy_with_tool_se",
-                "accuracy_without_tool", "accuracy_without_tool_se", "accuracy_no_tools", "accuracy_no_tools_se",
-                "tools")
+EVAL = "eval/"  # the prefix of every metric eval writes into a checkpoint's manifest
 
 
 @dataclass
 class EvalConfig:
     run: str | None = option("runs/tiny", "evaluate every finished stage of this run (and write its report)")
-    checkpoints: list[str] | str | None = option(None, "or these checkpoint dirs")
+    checkpoints: list[str] | str | None = option(
+        None, "or these checkpoint dirs; eval writes into each: its metrics into ladder.json (eval/*, replacing an "
+              "earlier eval's), every answer into eval_completions.jsonl")
     data: str | None = option(None, "held-out prompts with gold columns; default: the run's data dir")
     data_name: str | None = option(None, "hub dataset config name")
     data_transform: str | dict | None = option(
@@ -100,8 +99,20 @@ def checkpoint_tools(path, cfg) -> tuple[list, int]:
     return list(specs), rounds
 
 
+def replace_eval_metrics(path, stats: dict) -> None:
+    """This eval's numbers become the checkpoint's whole eval/* block: a key an earlier eval wrote and this one
+    did not (pass@k, a judge, tool numbers, reliability) would otherwise sit beside the new accuracy, and the
+    report would mix the two evals. The stage's own metrics (training, before/, after/) stay."""
+    from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
+
+    data = read_manifest(path)
+    kept = {k: v for k, v in data.get("metrics", {}).items() if not k.startswith(EVAL)}
+    data["metrics"] = {**kept, **{f"{EVAL}{k}": v for k, v in stats.items()}}
+    atomic_write_json(Path(path) / MANIFEST, data)
+
+
 def main(argv=None) -> int:
-    from ladder.manifest import atomic_write_text, read_manifest, update_metrics
+    from ladder.manifest import atomic_write_text, read_manifest
     from ladder.stages import TEXT_OUTPUTS, run_stages
 
     cfg = load_config(EvalConfig, argv)
@@ -111,18 +122,25 @@ def main(argv=None) -> int:
         run = None
     elif cfg.run:
         run = Path(cfg.run)
+        if not run.is_dir():
+            raise LadderError(f"eval: run '{cfg.run}': no such folder")
         paths = [p for stage, p in run_stages(run).items() if stage in TEXT_OUTPUTS]
     else:
         raise LadderError("eval: give --run or --checkpoints")
     if not paths:
         raise LadderError(f"eval: no finished checkpoints to evaluate in {cfg.run}")
     for p in paths:
+        if not p.is_dir():
+            raise LadderError(f"eval: checkpoint '{p}': no such folder")
         read_manifest(p)  # every checkpoint must be a finished ladder checkpoint
     data = cfg.data or (str(run / "data") if run else None)
     if data is None:
         raise LadderError("eval: give --data (held-out prompts with gold answers)")
     judges = load_judges(cfg.judge)
     rows = load_rows(data, cfg.split, cfg.data_name, cfg.limit, cfg.data_transform)
+    if not has_gold(rows):  # format, lengths, RM and judges are still measured; accuracy is not
+        print(f"eval: warning: {data}[{cfg.split}] has no gold column (answer, numbers + target, tests): accuracy "
+              "is not measured")
     rm = cfg.reward_model or (str(run / "rm") if run and (run / "rm" / "ladder.json").is_file() else None)
     backend = resolve_backend(cfg.backend)
     results = {}
@@ -141,11 +159,9 @@ def main(argv=None) -> int:
             stats["accuracy_no_tools"], stats["accuracy_no_tools_se"] = plain["accuracy"], plain["accuracy_se"]
         if tools:
             stats["tools"] = [fn.__name__ for fn in tools]
-        earlier = read_manifest(p).get("metrics", {})  # an earlier eval's tool numbers must not outlive it
-        stats.update({k: None for k in TOOL_METRICS if k not in stats and f"eval/{k}" in earlier})
         # every answer, for reading what a rung learnt (the manifest keeps three)
         atomic_write_text(p / COMPLETIONS, "".join(json.dumps(c) + "\n" for c in stats.pop("completions")))
-        update_metrics(p, {f"eval/{k}": v for k, v in stats.items()})
+        replace_eval_metrics(p, stats)
         results[str(p)] = stats
         acc = stats["accuracy"]
         idk = (f" abstain {stats['abstain_rate']:.1%} hallucination {stats['hallucination_rate']:.1%}"

@@ -27,6 +27,18 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+GOLD = ("answer", "numbers", "target", "tests")  # the columns score_texts judges a row by (has_gold)
+
+
+def has_gold(rows: list[dict]) -> bool:
+    """Whether score_texts can judge any row: an `answer`, `tests`, or countdown's `numbers` and `target`.
+    Without one, accuracy is None (format, lengths, RM and judge scores are still measured)."""
+    def given(row, key):
+        return row.get(key) not in (None, "", [])
+
+    return any(given(r, "answer") or given(r, "tests") or (given(r, "numbers") and given(r, "target")) for r in rows)
+
+
 def load_judges(specs: list[str]) -> dict:
     """{name: fn} for evaluation-only scorers, loaded like rewards (a bad one fails before any model loads)."""
     from ladder.rewards import load_reward

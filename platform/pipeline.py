@@ -38,7 +38,7 @@ from ladder.config import build_config, read_yaml
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
 from ladder.runtime import reset_accelerate
-from ladder.stages import STAGES
+from ladder.stages import STAGES, key_metric
 
 META = {"name", "runs_dir", "eval"} | {s.name for s in STAGES}
 
@@ -156,11 +156,8 @@ def say(*args) -> None:
 
 
 def _key_metric(out: Path) -> str:
-    m = read_manifest(out).get("metrics", {})
-    for key in ("eval/accuracy", "accuracy", "after/accuracy", "pairwise_accuracy", "eval_loss"):
-        if isinstance(m.get(key), (int, float)):
-            return f"{key.removeprefix('eval/')} {m[key]:.3f}"
-    return "-"
+    found = key_metric(read_manifest(out).get("metrics", {}))
+    return f"{found[0].removeprefix('eval/')} {found[1]:.3f}" if found else "-"
 
 
 def apply_overrides(recipe: dict, overrides: dict) -> dict:

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from ladder.config import load_config, option, to_dict
 from ladder.errors import LadderError
+from ladder.evaluation import GOLD, has_gold
 from ladder.manifest import atomic_dir, atomic_write_json, write_manifest
 
-GOLD = ("answer", "numbers", "target", "tests")  # the columns score_texts judges a row by
 PROBE_FILE = "probe.json"
 
 
@@ -152,7 +152,7 @@ def load_questions(cfg: ProbeConfig) -> list[dict]:
     from ladder.evaluation import load_rows
 
     rows = load_rows(cfg.data, cfg.split, cfg.data_name, cfg.limit, cfg.data_transform)
-    if not any(r.get(k) not in (None, "", []) for r in rows for k in GOLD):
+    if not has_gold(rows):
         raise LadderError(f"{cfg.data}[{cfg.split}]: no row has a gold column ({', '.join(GOLD)}) to judge the "
                           "model's answers by")
     return rows

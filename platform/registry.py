@@ -9,10 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.config import load_config
+from ladder.config import load_config, option
 from ladder.errors import LadderError
 from ladder.manifest import MANIFEST, read_manifest
-from ladder.stages import METRICS, RUNS_COLUMNS, TEXT_OUTPUTS, run_stages
+from ladder.stages import METRICS, RUNS_COLUMNS, TEXT_OUTPUTS, run_stages, stage_metric
+
+RUNS_DIR_HELP = "the run registry: the folder `ladder run` writes runs into (a recipe's runs_dir)"
+
+
+def runs_folder(runs_dir) -> Path:
+    """The registry's folder, or a one-line LadderError: a mistyped folder must not pass for an empty registry."""
+    path = Path(runs_dir).expanduser()
+    if not path.is_dir():
+        raise LadderError(f"runs_dir '{runs_dir}': no such folder (runs go where `ladder run` puts them: "
+                          "ladder run recipes/tiny/ladder.yaml)")
+    return path
+
 
 def list_runs(root="runs") -> list[Path]:
     root = Path(root)
@@ -70,9 +82,22 @@ def _inside(name, root, what: str) -> Path:
 KEY_METRICS = [m for m in METRICS if m[0] in RUNS_COLUMNS]
 
 
+OWN = "*"  # marks a stage's own held-out figure, shown where `ladder eval` has not scored it
+OWN_NOTE = f"{OWN} the stage's own held-out figure (SFT's, or RL's after training): not yet scored by `ladder eval`"
+
+
 @dataclass
 class RunsConfig:
-    root: str = "runs"
+    runs_dir: str = option("runs", RUNS_DIR_HELP)
+
+
+def _cell(metrics: dict, key: str, fmt: str) -> str:
+    """A column's number: `ladder eval`'s, else the stage's own (marked OWN), else blank."""
+    found = stage_metric(metrics, key.removeprefix("eval/"))
+    if found is None:
+        return ""
+    source, value = found
+    return fmt.format(value) + (OWN if source != key else "")
 
 
 def table(root="runs") -> list[list[str]]:
@@ -81,21 +106,22 @@ def table(root="runs") -> list[list[str]]:
     for run in list_runs(root):
         for stage, path in run_stages(run).items():
             m = read_manifest(path)
-            cells = [fmt.format(v) if isinstance(v := m.get("metrics", {}).get(key), (int, float)) else ""
-                     for _, key, fmt in KEY_METRICS]
+            cells = [_cell(m.get("metrics", {}), key, fmt) for _, key, fmt in KEY_METRICS]
             rows.append([run.name, stage, *cells, str(m.get("created", "")).replace("T", " ")])
     return rows
 
 
 def main(argv=None) -> int:
     cfg = load_config(RunsConfig, argv)
-    rows = table(cfg.root)
+    rows = table(runs_folder(cfg.runs_dir))
     if len(rows) == 1:
-        print(f"no runs under {cfg.root}/ (start one: ladder run recipes/tiny/ladder.yaml)")
+        print(f"no runs under {cfg.runs_dir}/ (start one: ladder run recipes/tiny/ladder.yaml)")
         return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    if any(cell.endswith(OWN) for r in rows[1:] for cell in r):
+        print(f"\n{OWN_NOTE}")
     return 0
 
 

@@ -81,6 +81,24 @@ ABSTAIN_COLUMNS = ("abstain", "hallucination")
 # shown only when some rung was evaluated with tools (`ladder eval` on a checkpoint trained with them): accuracy
 # without them, the share of answers that called one, accuracy among the answers that did and did not
 TOOL_COLUMNS = ("no tools", "tool calls", "acc. (called)", "acc. (no call)")
+# what says how a stage did, best first: held-out accuracy, else a reward model's pairwise accuracy, else eval loss
+KEY_METRIC = ("accuracy", "pairwise_accuracy", "eval_loss")
+
+
+def stage_metric(metrics: dict, name: str) -> tuple[str, float] | None:
+    """(key, value) of the first number a stage's manifest holds for `name`: `ladder eval`'s (eval/<name>),
+    else the stage's own held-out figure (<name>, as SFT records it; after/<name>, as the RL stages do after
+    training). A stage run on its own, never evaluated, still has a number to show."""
+    for key in (f"eval/{name}", name, f"after/{name}"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return key, value
+    return None
+
+
+def key_metric(metrics: dict) -> tuple[str, float] | None:
+    """(key, value) of the one number that says how a stage did (KEY_METRIC, each as stage_metric finds it)."""
+    return next(filter(None, (stage_metric(metrics, name) for name in KEY_METRIC)), None)
 
 
 def run_stages(run) -> dict[str, Path]:

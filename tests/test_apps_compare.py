@@ -133,3 +133,11 @@ def test_chat_is_multi_turn_and_says_how_it_prompts(registry):
     assert last[3]["content"].strip()
     *_, refused = app.chat("../../x", "hi", [])
     assert "outside the run registry" in refused[-1]["content"]
+
+
+def test_a_missing_runs_dir_fails_before_serving(tmp_path):
+    """`ladder app --runs_dir /nonexist` served an empty app with no word why."""
+    from ladder.errors import LadderError
+
+    with pytest.raises(LadderError, match=r"runs_dir '.*nonexist': no such folder"):
+        Compare(AppConfig(runs_dir=str(tmp_path / "nonexist")))

@@ -149,8 +149,9 @@ def test_every_option_ladder_declares_has_help():
     configs = [(s.module, s.config) for s in STAGES] + [("ladder.eval", "EvalConfig"),
                                                          ("ladder.vllm_serve", "ServeConfig"),
                                                          ("ladder.pretrain.gguf", "ImportGGUFConfig"),
-                                                         ("ladder.apps.compare", "AppConfig")]
-    assert {m for m, _ in configs} >= {m for name, (m, _) in COMMANDS.items() if name not in ("run", "runs", "rewards")}
+                                                         ("ladder.apps.compare", "AppConfig"),
+                                                         ("ladder.registry", "RunsConfig")]
+    assert {m for m, _ in configs} >= {m for name, (m, _) in COMMANDS.items() if name not in ("run", "rewards")}
     missing = []
     for module, name in configs:
         cls = getattr(importlib.import_module(module), name)

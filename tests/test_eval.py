@@ -148,3 +148,72 @@ def test_vllm_backend_gives_the_same_answers_as_hf(tiny_run, tiny_sft):
     vllm = json.loads(line[-1][7:])
     assert vllm["accuracy"] == hf["accuracy"]
     assert [s["completion"] for s in vllm["samples"]] == [s["completion"] for s in hf["samples"]]
+
+
+@pytest.fixture
+def fake_eval(tmp_path, monkeypatch):
+    """`ladder eval` on one checkpoint dir with a manifest, models and data stubbed out: (checkpoint, the rows
+    load_rows returns, the stats evaluate_checkpoint returns)."""
+    import ladder.eval
+    from ladder.manifest import write_manifest
+
+    ckpt = tmp_path / "sft"
+    write_manifest(ckpt, stage="sft", config={}, metrics={"train_loss": 1.5, "after/accuracy": 0.3})
+    rows = [{"prompt": "What is 1 + 1?", "answer": "2"}]
+    stats = {"accuracy": 0.25, "accuracy_se": 0.1, "format_rate": 1.0, "prompting": "chat template", "completions": []}
+    monkeypatch.setattr(ladder.eval, "load_rows", lambda *a, **kw: rows)
+    monkeypatch.setattr(ladder.eval, "resolve_backend", lambda backend: "hf")
+    monkeypatch.setattr(ladder.eval, "evaluate_checkpoint", lambda *a, **kw: dict(stats))
+    return ckpt, rows, stats
+
+
+def test_a_new_eval_replaces_every_metric_an_earlier_eval_wrote(fake_eval):
+    """A 200-problem eval with pass@k, a judge and reliability, then a plain one: only the new eval's numbers
+    may be left under eval/ (the report read the old pass@k beside the new accuracy); training metrics stay."""
+    from ladder.eval import main
+    from ladder.manifest import read_manifest, update_metrics
+
+    ckpt, _, stats = fake_eval
+    update_metrics(ckpt, {"eval/accuracy": 0.9, "eval/n": 200, "eval/pass@1": 0.5, "eval/pass@8": 0.7,
+                          "eval/judge/human_style": 0.2, "eval/reliability": [{"lo": 0.0, "n": 3}],
+                          "eval/hallucination_rate": 0.1})
+    assert main(["--checkpoints", str(ckpt), "--data", "held_out.jsonl", "--run", "null"]) == 0
+    m = read_manifest(ckpt)["metrics"]
+    assert {k for k in m if k.startswith("eval/")} == {f"eval/{k}" for k in stats if k != "completions"}
+    assert m["eval/accuracy"] == 0.25 and m["train_loss"] == 1.5 and m["after/accuracy"] == 0.3
+
+
+def test_data_without_a_gold_column_is_said_to_leave_accuracy_unmeasured(fake_eval, capsys):
+    from ladder.eval import main
+    from ladder.evaluation import has_gold
+
+    ckpt, rows, stats = fake_eval
+    args = ["--checkpoints", str(ckpt), "--data", "prompts_only.jsonl", "--run", "null"]
+    assert main(args) == 0
+    assert "warning" not in capsys.readouterr().out  # rows with an answer: nothing to say
+    rows[0].pop("answer")
+    stats["accuracy"] = stats["accuracy_se"] = None
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "prompts_only.jsonl[test] has no gold column" in out and "accuracy is not measured" in out
+    assert not has_gold([{"numbers": [1, 2], "target": None}, {"answer": ""}])  # countdown needs both columns
+    assert has_gold([{"numbers": [1, 2], "target": 3}]) and has_gold([{"tests": ["assert f() == 1"]}])
+
+
+def test_a_missing_folder_is_named_as_missing(tmp_path):
+    """`--run /nonexist` said "no finished checkpoints to evaluate", as if the run were merely empty."""
+    from ladder.errors import LadderError
+    from ladder.eval import main
+
+    with pytest.raises(LadderError, match=r"run '.*nope': no such folder"):
+        main(["--run", str(tmp_path / "nope")])
+    with pytest.raises(LadderError, match=r"checkpoint '.*nope': no such folder"):
+        main(["--checkpoints", str(tmp_path / "nope"), "--run", "null"])
+
+
+def test_help_says_where_eval_writes():
+    from ladder.config import config_help
+    from ladder.eval import EvalConfig
+
+    text = config_help(EvalConfig)
+    assert "ladder.json" in text and "eval_completions.jsonl" in text and "report" in text

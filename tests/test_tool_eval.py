@@ -262,7 +262,7 @@ def test_ladder_eval_uses_the_tools_a_checkpoint_was_trained_with(tiny_run, tiny
     assert len(done) == 4 and all(d["messages"] and d["completion"] == completion_text(d["messages"]) for d in done)
     assert main(args + ["--tools", "[]"]) == 0  # forced off: the earlier tool numbers go too
     m = read_manifest(ckpt)["metrics"]
-    assert m["eval/tool_call_rate"] is None and m["eval/accuracy_no_tools"] is None and m["eval/tools"] is None
+    assert not {"eval/tool_call_rate", "eval/accuracy_no_tools", "eval/tools"} & set(m)
     assert "messages" not in json.loads((ckpt / COMPLETIONS).read_text().splitlines()[0])
 
 

@@ -34,6 +34,25 @@ class ServeConfig:
     port: int = option(8000, "port to serve on")
     max_model_len: int | None = option(None, "prompt + completion tokens; default: the model's context")
     threads: int | None = option(None, "CPU cores for the engine (default: all of them)")
+    tensor_parallel_size: int = option(1, "GPUs each copy of the model is split over")
+    data_parallel_size: int = option(1, "copies of the model serving at once (GPUs: tensor x data parallel)")
+    gpu_memory_utilization: float | None = option(None, "share of each GPU's memory vLLM may take (default: vLLM's)")
+    vllm_args: list[str] = option(factory=list, help="more flags for vLLM's server, as on its command line, e.g. "
+                                  "[--enable-prefix-caching] or [--quantization, fp8]")
+
+    def __post_init__(self):
+        if isinstance(self.vllm_args, str):
+            self.vllm_args = self.vllm_args.split()
+        fixed = [a for a in self.vllm_args if a.split("=")[0] in FIXED]
+        if fixed:
+            raise LadderError(f"vllm_args: {fixed[0].split('=')[0]} is set by ladder (the weight sync and "
+                              "log-probs depend on it); use this config's own option where there is one")
+
+
+# what the trainer's weight sync and its log-probs rely on, and what this config's options set
+FIXED = ("--model", "--host", "--port", "--seed", "--logprobs-mode", "--max-logprobs", "--worker-extension-cls",
+         "--weight-transfer-config", "--max-model-len", "--tensor-parallel-size", "--data-parallel-size",
+         "--gpu-memory-utilization")
 
 
 def command(cfg: ServeConfig) -> tuple[list[str], dict[str, str]]:
@@ -49,6 +68,12 @@ def command(cfg: ServeConfig) -> tuple[list[str], dict[str, str]]:
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # set by an in-process engine in the caller; a server needs its own
     if cfg.max_model_len:
         argv += ["--max-model-len", str(cfg.max_model_len)]
+    if cfg.tensor_parallel_size != 1:
+        argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
+    if cfg.data_parallel_size != 1:
+        argv += ["--data-parallel-size", str(cfg.data_parallel_size)]
+    if cfg.gpu_memory_utilization is not None:
+        argv += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
     if torch.cuda.is_available():
         argv += ["--weight-transfer-config", json.dumps({"backend": "nccl"})]
     else:
@@ -59,7 +84,7 @@ def command(cfg: ServeConfig) -> tuple[list[str], dict[str, str]]:
         argv += ["--dtype", "float32", "--enforce-eager",
                  "--kv-cache-memory-bytes", str(kv_cache_bytes(config, length, max_num_seqs=64))]
         env.update(cpu_env(cfg.threads or len(os.sched_getaffinity(0))))
-    return argv, env
+    return argv + list(cfg.vllm_args), env
 
 
 def main(argv=None) -> int:

@@ -183,6 +183,25 @@ def test_vllm_serve_command_is_local_fp32_and_syncable(tiny_sft):
         vllm_serve.main(["--model", str(tiny_sft / "nope")])
 
 
+def test_vllm_serve_passes_parallelism_memory_and_extra_flags_but_not_the_sync_ones(tiny_sft):
+    """A rollout node with several GPUs needs vLLM's parallelism and memory flags; any other flag passes
+    through vllm_args; the flags the weight sync and the log-probs rely on cannot be overridden there."""
+    from ladder import vllm_serve
+    from ladder.config import load_config
+
+    cfg = load_config(vllm_serve.ServeConfig, ["--model", str(tiny_sft), "--tensor_parallel_size", "2",
+                                               "--data_parallel_size", "4", "--gpu_memory_utilization", "0.8",
+                                               "--vllm_args", "[--enable-prefix-caching, --quantization, fp8]"])
+    line = " ".join(vllm_serve.command(cfg)[0])
+    assert "--tensor-parallel-size 2" in line and "--data-parallel-size 4" in line
+    assert "--gpu-memory-utilization 0.8" in line and line.endswith("--enable-prefix-caching --quantization fp8")
+    plain = " ".join(vllm_serve.command(vllm_serve.ServeConfig(model=str(tiny_sft)))[0])
+    assert "parallel-size" not in plain and "--gpu-memory-utilization" not in plain
+    for flag in ("--logprobs-mode=raw_logprobs", "--worker-extension-cls", "--port"):
+        with pytest.raises(LadderError, match=f"vllm_args: {flag.split('=')[0]} is set by ladder"):
+            vllm_serve.ServeConfig(model=str(tiny_sft), vllm_args=[flag, "x"])
+
+
 def test_rollout_backend_choice(monkeypatch):
     from ladder import grpo
 

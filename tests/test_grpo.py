@@ -125,3 +125,15 @@ def test_defaults_reach_the_trainer_dropout_off(tiny_run, tiny_sft, tmp_path):
                                    train_dataset=load_split(str(tiny_run / "data"), "rl", "train", limit=8))
     assert trainer.args.disable_dropout and trainer.mask_truncated_completions is False
     assert {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+
+
+def test_trl_vllm_version_warning_is_silenced_for_every_rl_stage():
+    """TRL 1.16 warns five times per process that vLLM 0.32 (the pinned version) is unsupported; every RL
+    command printed that before anything of its own."""
+    import subprocess
+    import sys
+
+    code = "import ladder.grpo as g, ladder.rloo as r; g.trainer_class(); r.trainer_class()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "TRL currently supports vLLM versions" not in out.stderr

@@ -52,12 +52,21 @@ class DataConfig:
     def __post_init__(self):
         if self.format not in ("jsonl", "parquet"):
             raise LadderError(f"data format must be 'jsonl' or 'parquet', got '{self.format}'")
+        # a bad choice fails here, in one line listing what is allowed, not as a KeyError/IndexError mid-draw
+        if not isinstance(self.ops, str) or not self.ops or any(op not in arithmetic.OPS for op in self.ops):
+            raise LadderError(f"ops: a string of operations from {' '.join(arithmetic.OPS)} "
+                              f"(e.g. '{arithmetic.OPS}'), got {self.ops!r}")
         for name in ("levels", "test_levels"):
+            if not isinstance(getattr(self, name), list):
+                raise LadderError(f"{name}: a list of levels from {sorted(arithmetic.LEVELS)} "
+                                  f"(e.g. [1, 2]), got {getattr(self, name)!r}")
             bad = [lv for lv in getattr(self, name) if lv not in arithmetic.LEVELS]
             if bad:
                 raise LadderError(f"{name}: unknown level {bad[0]} (known: {sorted(arithmetic.LEVELS)})")
             if not getattr(self, name):
                 raise LadderError(f"{name}: no level given (known: {sorted(arithmetic.LEVELS)})")
+        if self.countdown_numbers < 2:  # a countdown problem combines at least two numbers
+            raise LadderError(f"countdown_numbers must be at least 2, got {self.countdown_numbers}")
         for name in ("countdown_fraction", "steps_fraction", "corpus_steps_fraction", "tool_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise LadderError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

@@ -10,6 +10,7 @@ Anything else, or a bad row, is a one-line LadderError naming the file and the r
 
 from __future__ import annotations
 
+from ladder.data.loaders import row_at
 from ladder.errors import LadderError
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -110,11 +111,15 @@ def to_messages(ds, where: str):
         raise LadderError(f"{where}: {e}") from None
     rows = []
     for i, row in enumerate(ds):
+        # the row is named only once it is bad (row_at may read the file to find its line): check_messages
+        # puts its `where` first, so given "" its message starts ": ..." or " (turn j): ..."
         try:
             messages = row_to_messages(row, kind)
+            check_messages(messages, "")
         except (KeyError, TypeError, AttributeError) as e:
-            raise LadderError(f"{where} row {i}: malformed {kind} row ({e})") from None
-        check_messages(messages, f"{where} row {i}")
+            raise LadderError(f"{row_at(where, i)}: malformed {kind} row ({e})") from None
+        except LadderError as e:
+            raise LadderError(f"{row_at(where, i)}{e}") from None
         rows.append({"messages": [turn(m) for m in messages]})
     from datasets import Dataset
 
@@ -133,7 +138,7 @@ def check_tools_offered(ds, offered: list[str], where: str) -> None:
         missing = tool_names_called(messages) - set(offered)
         if missing:
             hint = f"offered: {', '.join(offered)}" if offered else "the recipe offers none: add `tools:`"
-            raise LadderError(f"{where} row {i}: calls tool '{sorted(missing)[0]}' ({hint})")
+            raise LadderError(f"{row_at(where, i)}: calls tool '{sorted(missing)[0]}' ({hint})")
 
 
 def check_lengths(ds, tokenizer, max_length: int | None, where: str, tools: list | None = None) -> None:
@@ -147,7 +152,7 @@ def check_lengths(ds, tokenizer, max_length: int | None, where: str, tools: list
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     for i, n in enumerate(lengths):
         if n >= max_length:
-            raise LadderError(f"{where} row {i}: prompt is {n} tokens, not shorter than max_length={max_length}")
+            raise LadderError(f"{row_at(where, i)}: prompt is {n} tokens, not shorter than max_length={max_length}")
 
 
 def to_prompt_completion(ds):

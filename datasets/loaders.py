@@ -9,6 +9,8 @@ and check that the columns the stage needs are there before any expensive work s
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +119,8 @@ def read_file(path: Path, kind: str):
         # JSON: a column whose rows differ in shape (calls to different tools) becomes datasets' Json type
         # instead of one struct that fills every missing key with None
         mixed = {"on_mixed_types": "use_json"} if FILE_TYPES[path.suffix] == "json" else {}
-        ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train", **mixed)
+        with _json_loader_quiet():
+            ds = datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train", **mixed)
     except Exception as e:  # malformed JSON lines, unreadable parquet, ragged csv...
         if FILE_TYPES[path.suffix] != "parquet" and not path.read_bytes().strip():
             raise LadderError(f"{path}: empty file (no rows)") from None
@@ -126,6 +129,21 @@ def read_file(path: Path, kind: str):
     if len(ds) == 0 or not ds.column_names:
         raise LadderError(f"{path}: no rows")
     return ds
+
+
+@contextlib.contextmanager
+def _json_loader_quiet():
+    """datasets' JSON loader logs its own 'Failed to load JSON ... in row 2' (0-based) before raising;
+    read_file turns every such failure into one line naming the file's line: keep the user to that one."""
+    import logging
+
+    logger = logging.getLogger("datasets.packaged_modules.json.json")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def first_bad_json_line(path: Path) -> str | None:
@@ -165,6 +183,31 @@ def _root_cause(e: BaseException) -> str:
     return (useful or messages or ["unknown error"])[0]
 
 
+def row_at(where: str, i: int) -> str:
+    """How an error names row `i` (datasets' 0-based index) of the data `where` names. A JSON Lines file:
+    `file: line N`, as an editor numbers its lines and as a line that is not JSON is named (the reader
+    skips blank lines; they are counted here). Anything else (parquet, csv, a JSON array, a hub split):
+    `where row i`, datasets' own index. `where` is a file path, or `source[split]` as the stages write it
+    (a file has that one split). Called only on the way to an error, so reading the file again is cheap."""
+    import json
+
+    name = re.sub(r"\[[^\[\]]*\]$", "", where)
+    path = Path(name).expanduser()
+    if path.suffix not in (".jsonl", ".json") or not path.is_file():
+        return f"{where} row {i}"
+    text = path.read_text(errors="replace")
+    if path.suffix == ".json":
+        try:
+            json.loads(text)
+            return f"{where} row {i}"  # one JSON document (an array of rows): its rows are not lines
+        except ValueError:
+            pass  # JSON Lines after all
+    # "\n" alone ends a line for the JSON reader (a U+2028 inside a string does not)
+    rows = (number for number, line in enumerate(text.split("\n"), 1) if line.strip())
+    number = next((n for k, n in enumerate(rows) if k == i), None)
+    return f"{name}: line {number}" if number is not None else f"{where} row {i}"
+
+
 def _is_messages(value) -> bool:
     return isinstance(value, list) and bool(value) and all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
@@ -175,9 +218,9 @@ def check_prompts(ds, where: str) -> None:
     for i, prompt in enumerate(ds["prompt"]):
         if isinstance(prompt, str):
             if not prompt.strip():
-                raise LadderError(f"{where} row {i}: empty prompt")
+                raise LadderError(f"{row_at(where, i)}: empty prompt")
         elif not _is_messages(prompt):
-            raise LadderError(f"{where} row {i}: prompt must be text or a list of {{role, content}} messages, "
+            raise LadderError(f"{row_at(where, i)}: prompt must be text or a list of {{role, content}} messages, "
                               f"got {_short(prompt)}")
 
 
@@ -187,7 +230,7 @@ def check_text(ds, where: str) -> None:
     if getattr(feature, "dtype", None) in ("string", "large_string"):
         return
     first = next((i for i, t in enumerate(ds.select(range(min(len(ds), 1000)))["text"]) if not isinstance(t, str)), 0)
-    raise LadderError(f"{where} row {first}: text must be a string, got {_short(ds[first]['text'])}")
+    raise LadderError(f"{row_at(where, first)}: text must be a string, got {_short(ds[first]['text'])}")
 
 
 def _short(value) -> str:

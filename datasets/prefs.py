@@ -31,6 +31,7 @@ def _answer_problem(value) -> str | None:
 def check_pairs(ds, where: str) -> None:
     """Every pair must have two different, non-empty answers, each text or chat messages (and the prompt,
     if there is one, text or messages too)."""
+    from ladder.data.loaders import row_at
     from ladder.rewards import completion_text
 
     for i, row in enumerate(ds):
@@ -39,12 +40,12 @@ def check_pairs(ds, where: str) -> None:
                 continue
             problem = _answer_problem(row[column])
             if problem:
-                raise LadderError(f"{where} row {i}: '{column}' {problem}")
+                raise LadderError(f"{row_at(where, i)}: '{column}' {problem}")
         chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
         if not chosen.strip() or not rejected.strip():
-            raise LadderError(f"{where} row {i}: empty chosen or rejected answer")
+            raise LadderError(f"{row_at(where, i)}: empty chosen or rejected answer")
         if row["chosen"] == row["rejected"]:
-            raise LadderError(f"{where} row {i}: chosen and rejected are identical")
+            raise LadderError(f"{row_at(where, i)}: chosen and rejected are identical")
 
 
 def load_pairs(source: str, split: str, opts, limit=None):

@@ -91,7 +91,9 @@ def parse_overrides(argv: list[str]) -> tuple[str | None, dict]:
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):
-            raise LadderError(f"command line: expected --key value, got '{arg}'")
+            # a recipe given positionally (as `ladder run` takes it) is the likeliest slip: name the fix
+            tip = f" (did you mean --config {arg}?)" if arg.lower().endswith((".yaml", ".yml")) else ""
+            raise LadderError(f"command line: expected --key value, got '{arg}'{tip}")
         key, _, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if not _:

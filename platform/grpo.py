@@ -25,7 +25,7 @@ from trl import GRPOConfig
 from ladder.config import check_generation_groups, load_config, option
 from ladder.data.loaders import DataOptions
 from ladder.lora import LoraOptions
-from ladder.online_rl import DEFAULT_REWARDS, choose_rollout_backend, train_online
+from ladder.online_rl import DEFAULT_REWARDS, check_rates, choose_rollout_backend, train_online
 from ladder.runtime import cpu_training_defaults, has_cuda
 
 
@@ -74,6 +74,7 @@ class GRPOStageConfig(DataOptions, LoraOptions, GRPOConfig):
         cpu_training_defaults(self)
         self.check_lora()
         choose_rollout_backend(self)
+        check_rates(self)
         if self.vllm_importance_sampling_correction is None:
             self.vllm_importance_sampling_correction = has_cuda() or bool(self.bf16)
         check_generation_groups(self)  # before TRL's own check, in ladder's words

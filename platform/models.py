@@ -131,6 +131,31 @@ def check_model_path(path: str) -> None:
         raise LadderError(f"model '{path}': no such checkpoint folder")
 
 
+def unreachable(name: str, e: Exception) -> str | None:
+    """The error's tail for `name` when it failed as a hub id and is no local path: a local folder's typo
+    (`sftt`), or no network (huggingface_hub then retries for ~50 s first). None where that is not the
+    story: the path exists, or the failure is not transformers' OSError for a repo it could not get."""
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    if not isinstance(e, OSError) or Path(str(name)).expanduser().exists():
+        return None
+    hint = ("HF_HUB_OFFLINE is set: only models already downloaded load" if constants.HF_HUB_OFFLINE
+            else "offline? set HF_HUB_OFFLINE=1 to fail fast")
+    return f"is neither a local folder nor a reachable hub model ({hint}): {first_line(e)}"
+
+
+def first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+
+
+def load_error(what: str, name: str, e: Exception, failed: str = "cannot load") -> LadderError:
+    """The one line for a failed from_pretrained of `what` ('model', 'reward model') `name`."""
+    why = unreachable(name, e)
+    return LadderError(f"{what} '{name}' {why}" if why else f"{what} '{name}': {failed} ({first_line(e)})")
+
+
 def load_tokenizer(path: str, tools: bool = False):
     """The checkpoint's tokenizer; one without a chat template gets ours, and with `tools` its template
     learns to render and parse tool calls (returns it, changed?: then the model's embeddings grow)."""
@@ -140,7 +165,7 @@ def load_tokenizer(path: str, tools: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as e:
-        raise LadderError(f"model '{path}': cannot load its tokenizer ({str(e).splitlines()[0][:160]})") from None
+        raise load_error("model", path, e, "cannot load its tokenizer") from None
     changed = ensure_chat_template(tokenizer)
     if tools:
         changed = ensure_tool_template(tokenizer) or changed
@@ -167,7 +192,7 @@ def load_model(cfg, tokenizer, resized: bool, auto_class=None, quantize: bool | 
     try:
         model = auto_class.from_pretrained(cfg.model, **kwargs)
     except (OSError, ValueError) as e:
-        raise LadderError(f"model '{cfg.model}': cannot load ({str(e).splitlines()[0][:160]})") from None
+        raise load_error("model", cfg.model, e) from None
     if resized:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -217,7 +242,7 @@ def load_reward_model(path: str):
 
             model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     except Exception as e:
-        raise LadderError(f"reward model '{path}': cannot load ({str(e).splitlines()[0][:160]})") from None
+        raise load_error("reward model", path, e) from None
     return model, tokenizer
 
 

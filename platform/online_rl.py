@@ -56,6 +56,16 @@ def choose_rollout_backend(cfg) -> None:
     cfg.use_vllm = cfg.rollout_backend == "vllm"
 
 
+def check_rates(cfg) -> None:
+    """Values TRL and torch only refuse once the model has loaded (generation config, optimizer): refused
+    here, in the config's __post_init__, in one line. GRPO and RLOO sample, and divide logits by the
+    temperature, so it must be above 0."""
+    if not cfg.temperature > 0:
+        raise LadderError(f"temperature must be > 0 (the policy samples its completions), got {cfg.temperature}")
+    if not cfg.learning_rate >= 0:
+        raise LadderError(f"learning_rate must be >= 0, got {cfg.learning_rate}")
+
+
 # ---------------------------------------------------------------- watchdogs
 
 class WatchRollouts(TrainerCallback):

@@ -30,7 +30,7 @@ from trl import RLOOConfig
 from ladder.config import check_generation_groups, load_config, option
 from ladder.data.loaders import DataOptions
 from ladder.lora import LoraOptions
-from ladder.online_rl import DEFAULT_REWARDS, choose_rollout_backend, train_online
+from ladder.online_rl import DEFAULT_REWARDS, check_rates, choose_rollout_backend, train_online
 from ladder.runtime import cpu_training_defaults
 
 
@@ -71,6 +71,7 @@ class RLOOStageConfig(DataOptions, LoraOptions, RLOOConfig):
         cpu_training_defaults(self)
         self.check_lora()
         choose_rollout_backend(self)
+        check_rates(self)
         check_generation_groups(self)  # before TRL's own check, in ladder's words
         super().__post_init__()
 

@@ -20,6 +20,7 @@ from ladder.config import load_config, option, to_dict
 from ladder.data.chat import prompt_of
 from ladder.data.loaders import DataOptions, held_out_source
 from ladder.distributed import unsharded
+from ladder.errors import LadderError
 from ladder.evaluation import heldout
 from ladder.lora import LoraOptions, check_qlora, lora_config
 from ladder.models import load_model, load_tokenizer, plain_model
@@ -57,7 +58,19 @@ class SFTStageConfig(DataOptions, LoraOptions, SFTConfig):
     def __post_init__(self):
         cpu_training_defaults(self)
         self.check_lora()
+        check_steps(self)
         super().__post_init__()
+
+
+def check_steps(cfg) -> None:
+    """What the Trainer would accept and then not train (a finished checkpoint saved from zero steps, or
+    torch's late 'Invalid learning rate'): refused before anything loads. transformers counts steps from
+    num_train_epochs only when max_steps is negative (-1, the default); max_steps 0 is 0 steps."""
+    if cfg.max_steps == 0 or (cfg.max_steps < 0 and cfg.num_train_epochs <= 0):
+        raise LadderError(f"no training steps (num_train_epochs={cfg.num_train_epochs:g}, max_steps={cfg.max_steps}): "
+                          "set num_train_epochs > 0 with max_steps -1 (the default), or max_steps > 0")
+    if not cfg.learning_rate >= 0:
+        raise LadderError(f"learning_rate must be >= 0, got {cfg.learning_rate}")
 
 
 def load_chats(source: str, split: str, cfg: SFTStageConfig, tokenizer, limit=None, tools=()):

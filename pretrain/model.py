@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from ladder.errors import LadderError
+
 # Head size 32 or more: vLLM's CPU attention kernels support only [32, 64, 80, ..., 512].
 PRESETS = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
@@ -19,28 +21,48 @@ PRESETS = {
 
 
 def model_config(preset: str, tokenizer, max_position_embeddings: int = 512):
+    """The config to build: a preset's, or the one of a hub id or local dir (trained from scratch).
+    A name that is neither is one LadderError line naming it and the presets (train.py calls this
+    before it reads and packs the corpus)."""
+    from pathlib import Path
+
     from transformers import AutoConfig, LlamaConfig
+
+    from ladder.data.loaders import looks_local
+    from ladder.models import first_line, unreachable
 
     ids = dict(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
     if preset in PRESETS:
         sizes = {"tie_word_embeddings": True, **PRESETS[preset]}
         return LlamaConfig(**sizes, max_position_embeddings=max_position_embeddings, **ids)
+    presets = ", ".join(PRESETS)
+    # a path (./x, /x, ~/x, a/b/c; not org/name, a hub id) that is not there: say so, rather than let the
+    # hub client reject it as a repo id, or retry the network for it
+    if looks_local(preset) and not Path(preset).expanduser().exists():
+        raise LadderError(f"model '{preset}': no such folder (and not a preset: {presets})")
     # anything else: a hub id or local dir whose *config* we train from scratch
-    config = AutoConfig.from_pretrained(preset)
+    try:
+        config = AutoConfig.from_pretrained(preset)
+    except Exception as e:  # OSError (not found, offline), ValueError (a config transformers cannot read)...
+        why = unreachable(preset, e) or f"no model config could be loaded from it ({first_line(e)})"
+        raise LadderError(f"model '{preset}': not a preset ({presets}), and {why}") from None
     for key, value in ids.items():
         setattr(config, key, value)
     return config
 
 
-def build_model(preset: str, tokenizer, max_position_embeddings: int = 512, seed: int = 0):
+def build_model(preset: str, tokenizer, max_position_embeddings: int = 512, seed: int = 0, config=None):
+    """Fresh weights for `preset` (or for `config`, model_config's result, when the caller resolved it
+    up front)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from ladder import attention
 
     torch.manual_seed(seed)
-    config = model_config(preset, tokenizer, max_position_embeddings)
+    if config is None:
+        config = model_config(preset, tokenizer, max_position_embeddings)
     model = attention.use(AutoModelForCausalLM.from_config(config))  # eager for short bf16 passes on the CPU
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

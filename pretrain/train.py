@@ -126,23 +126,40 @@ def evaluate(model, blocks, cfg, accelerator) -> float:
     return accelerator.reduce(loss.to(accelerator.device), reduction="mean").item()
 
 
+def load_tokenizer(name: str):
+    """The tokenizer to train with: a folder (`ladder tokenizer`'s) or a hub id. A path that is not there is
+    "no such folder" (the hub client would call it a bad repo id); any other failure names the reason."""
+    from transformers import AutoTokenizer
+
+    from ladder.data.loaders import looks_local
+    from ladder.models import unreachable
+
+    if looks_local(name) and not Path(name).expanduser().exists():
+        raise LadderError(f"tokenizer '{name}': no such folder (run `ladder tokenizer` first, or pass a hub id)")
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:
+        why = unreachable(name, e)
+        if why:
+            raise LadderError(f"tokenizer '{name}' {why}") from None
+        raise LadderError(f"tokenizer '{name}': cannot load ({str(e).splitlines()[0][:160]}); "
+                          "run `ladder tokenizer` first or pass a hub id") from None
+
+
 def train(cfg: PretrainConfig) -> Metrics:
     setup_process()
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import AutoTokenizer
 
     from ladder.data.loaders import load_split
-    from ladder.pretrain.model import build_model, n_params
+    from ladder.pretrain.model import build_model, model_config, n_params
 
-    # Check everything cheap before anything expensive.
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
-    except Exception as e:
-        raise LadderError(f"tokenizer '{cfg.tokenizer}': cannot load ({str(e).splitlines()[0][:160]}); "
-                          "run `ladder tokenizer` first or pass a hub id") from None
+    # Check everything cheap before anything expensive: the tokenizer and the model's config (a bad
+    # --model fails here, not after the corpus is read and packed).
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    config = model_config(cfg.model, tokenizer, max_position_embeddings=max(512, cfg.seq_len))
     train_texts = load_split(cfg.data, "corpus", "train", limit=cfg.max_texts)["text"]
     try:
         eval_texts = load_split(cfg.data, "corpus", "test")["text"]
@@ -169,7 +186,7 @@ def train(cfg: PretrainConfig) -> Metrics:
     set_seed(cfg.seed)
     blocks = pack(tokenizer, train_texts, cfg.seq_len)
     eval_blocks = pack(tokenizer, eval_texts, cfg.seq_len)
-    model = build_model(cfg.model, tokenizer, max_position_embeddings=max(512, cfg.seq_len), seed=cfg.seed)
+    model = build_model(cfg.model, tokenizer, seed=cfg.seed, config=config)
     decay = [p for n, p in model.named_parameters() if len(full_shape(p)) >= 2]
     no_decay = [p for n, p in model.named_parameters() if len(full_shape(p)) < 2]
     optimizer = torch.optim.AdamW(

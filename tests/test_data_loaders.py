@@ -49,12 +49,12 @@ def test_empty_malformed_and_unsupported_files_name_the_file_and_line(tmp_path):
 def test_rl_prompts_and_corpus_text_are_checked_row_by_row(tmp_path):
     f = tmp_path / "rl.jsonl"
     f.write_text(json.dumps({"prompt": "What is 1 + 1?"}) + "\n" + json.dumps({"prompt": [{"role": "user"}]}) + "\n")
-    with pytest.raises(LadderError, match="rl.jsonl row 1: prompt must be text or a list of {role, content}"):
+    with pytest.raises(LadderError, match="rl.jsonl: line 2: prompt must be text or a list of {role, content}"):
         load_split(str(f), "rl")
     f.write_text(json.dumps({"prompt": "   "}) + "\n")
-    with pytest.raises(LadderError, match="row 0: empty prompt"):
+    with pytest.raises(LadderError, match="rl.jsonl: line 1: empty prompt"):
         load_split(str(f), "rl")
     c = tmp_path / "corpus.jsonl"
     c.write_text(json.dumps({"text": 5}) + "\n")
-    with pytest.raises(LadderError, match="corpus.jsonl row 0: text must be a string, got int"):
+    with pytest.raises(LadderError, match="corpus.jsonl: line 1: text must be a string, got int"):
         load_split(str(c), "corpus")

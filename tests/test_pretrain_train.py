@@ -81,7 +81,7 @@ def test_bad_inputs_fail_fast_with_one_line(tiny_run, tmp_path):
     cases = [
         (["--data", str(bad)], "missing column 'text'"),
         (["--data", str(tmp_path / "missing.jsonl")], "not found"),
-        (["--tokenizer", str(tmp_path / "nope")], "cannot load"),
+        (["--tokenizer", str(tmp_path / "nope")], "no such folder"),
         (["--learning_rat", "1"], "did you mean 'learning_rate'"),
     ]
     for extra, msg in cases:

@@ -39,7 +39,7 @@ def test_missing_chosen_column_and_identical_pair_name_file_and_row(tiny_sft, tm
     with pytest.raises(LadderError) as e:
         rm.main(["--model", str(tiny_sft), "--data", str(f), "--test_split", "null",
                  "--output_dir", str(tmp_path / "o")])
-    assert "row 1: chosen and rejected are identical" in str(e.value) and str(f) in str(e.value)
+    assert "line 2: chosen and rejected are identical" in str(e.value) and str(f) in str(e.value)
 
 
 def test_score_caches_the_model_and_checks_lengths(tiny_rm):

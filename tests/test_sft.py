@@ -153,11 +153,11 @@ def _write(path, rows):
 
 
 @pytest.mark.parametrize("rows, msg", [
-    ([{"messages": []}], "row 0: empty messages"),
-    ([{"messages": [{"role": "human", "content": "hi"}, {"role": "assistant", "content": "x"}]}], "row 0: role 'human'"),
-    ([{"messages": [{"role": "user", "content": "hi"}]}], "row 0: no assistant turn"),
+    ([{"messages": []}], "line 1: empty messages"),
+    ([{"messages": [{"role": "human", "content": "hi"}, {"role": "assistant", "content": "x"}]}], "line 1: role 'human'"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "line 1: no assistant turn"),
     ([{"question": "q", "reply": "a"}], "unrecognised chat data layout"),
-    ([{"conversations": [{"from": "bot", "value": "hi"}]}], "row 0: role 'bot'"),
+    ([{"conversations": [{"from": "bot", "value": "hi"}]}], "line 1: role 'bot'"),
 ])
 def test_bad_chat_data_fails_with_one_line_naming_the_row(tiny_run, tmp_path, rows, msg):
     f = _write(tmp_path / "chat.jsonl", rows)
@@ -171,7 +171,7 @@ def test_bad_chat_data_fails_with_one_line_naming_the_row(tiny_run, tmp_path, ro
 def test_prompt_longer_than_max_length_is_refused(tiny_run, tmp_path):
     f = _write(tmp_path / "long.jsonl", [{"messages": [{"role": "user", "content": "1 " * 400},
                                                        {"role": "assistant", "content": "ok"}]}])
-    with pytest.raises(LadderError, match="row 0: prompt is .* tokens, not shorter than max_length=128"):
+    with pytest.raises(LadderError, match="line 1: prompt is .* tokens, not shorter than max_length=128"):
         sft.main(["--model", str(tiny_run / "base"), "--data", f, "--max_length", "128",
                   "--output_dir", str(tmp_path / "o"), "--report_to", "none"])
 

@@ -124,7 +124,7 @@ def test_sft_refuses_a_chat_calling_a_tool_not_offered(tiny_base, tmp_path):
         {"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "name": "calculator", "content": "5"},
         {"role": "assistant", "content": "<think> 5</think><answer> 5</answer>"}]}) + "\n")
-    with pytest.raises(LadderError, match=r"row 0: calls tool 'calculator' \(the recipe offers none"):
+    with pytest.raises(LadderError, match=r"line 1: calls tool 'calculator' \(the recipe offers none"):
         sft.main(["--model", str(tiny_base), "--data", str(f), "--output_dir", str(tmp_path / "out"),
                   "--report_to", "none"])
 

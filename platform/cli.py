@@ -31,10 +31,6 @@ COMMANDS = {
 }
 
 
-# commands whose arguments are not one config (`ladder run RECIPE`): --help prints the module's docstring
-DOC_HELP = {"run"}
-
-
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: ladder <command> [--config recipe.yaml] [--key value ...]", "", "commands:"]
@@ -57,9 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])
-        if name in DOC_HELP and any(arg in ("-h", "--help") for arg in rest):
-            print((module.__doc__ or COMMANDS[name][1]).strip())
-            return 0
         return run_main(module.main, rest)
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("ladder"):

@@ -247,14 +247,21 @@ def config_help(cls) -> str:
             left = f"  --{name} {_type_name(hints.get(name, f.type))} = {_default_text(f)}"
             rows.append((left, _field_help(cls, name)))
         width = min(max(len(left) for left, _ in rows), 56)
-        package = owner.__module__.split(".")[0]
-        lines += ["", f"{package} ({owner.__name__}):"]
+        lines += ["", f"{_package(owner)} ({owner.__name__}):"]
         lines += [f"{left:<{width}}  {text}".rstrip() if text else left for left, text in rows]
     return "\n".join(lines)
 
 
+def _package(klass) -> str:
+    """The package a class comes from; under `python -m ladder.eval` ladder's module is `__main__`."""
+    module = klass.__module__
+    if module == "__main__":
+        module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or module
+    return module.split(".")[0]
+
+
 def _is_ladder(klass) -> bool:
-    return klass.__module__.split(".")[0] == "ladder"
+    return _package(klass) == "ladder"
 
 
 def _field_help(cls, name: str) -> str:

@@ -44,7 +44,7 @@ def load_judges(specs: list[str]) -> dict:
     from ladder.rewards import load_reward
 
     specs = [specs] if isinstance(specs, str) else specs or []
-    return {str(s).rpartition(":")[2]: load_reward(s) for s in specs}
+    return {str(s).rpartition(":")[2]: load_reward(s, kind="judge") for s in specs}
 
 
 def abstention_stats(scores: list[float], abstains: list[bool]) -> dict:

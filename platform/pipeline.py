@@ -239,7 +239,11 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from ladder.config import parse_overrides
+    from ladder.config import HELP_FLAGS, parse_overrides
+
+    if any(arg in HELP_FLAGS for arg in argv):  # the recipe's sections are each stage's: see `ladder <stage> --help`
+        print(__doc__.strip())
+        return 0
 
     if argv and not argv[0].startswith("--"):
         argv = ["--config", *argv]

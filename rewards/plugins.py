@@ -33,9 +33,10 @@ def _builtins() -> dict:
     return REWARDS
 
 
-def load_reward(spec: str):
-    """A reward function from a built-in name, `module:function` or `file.py:function`."""
-    return load_function(spec, kind="reward", builtins=_builtins())
+def load_reward(spec: str, kind: str = "reward"):
+    """A reward function from a built-in name, `module:function` or `file.py:function` (`kind` names it in
+    errors: an eval-only `judge` is loaded the same way)."""
+    return load_function(spec, kind=kind, builtins=_builtins())
 
 
 def load_function(spec: str, *, kind: str, builtins: dict):

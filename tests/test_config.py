@@ -172,6 +172,23 @@ def test_run_help_prints_usage(capsys):
 
     assert main(["run", "--help"]) == 0
     assert "ladder run recipes/tiny/ladder.yaml" in capsys.readouterr().out
+    from ladder import pipeline
+
+    # after a recipe too, and from the module's own entry (`python -m ladder.pipeline RECIPE --help` said
+    # "unknown section 'help'")
+    assert pipeline.main(["recipes/tiny/ladder.yaml", "--help"]) == 0
+    assert "Before the first rung, every section is checked" in capsys.readouterr().out
+
+
+def test_module_entry_help_names_ladder_not_main():
+    """`python -m ladder.eval --help` grouped ladder's options under `__main__ (EvalConfig)`, after nothing
+    else; they must read as from the `ladder` command."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ladder.eval", "--help"], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "\nladder (EvalConfig):" in out and "__main__" not in out
 
 
 @dataclass

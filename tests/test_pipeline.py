@@ -94,7 +94,7 @@ def test_a_typo_in_any_stage_section_fails_before_any_work(tmp_path):
 @pytest.mark.parametrize("override, message", [
     (["--grpo.max_steps", "abc"], "section 'grpo': config key 'max_steps': expected an integer, got 'abc'"),
     (["--ppo.rewards", "[nofile.py:fn]"], "section 'ppo': reward 'nofile.py:fn': file nofile.py not found"),
-    (["--eval.judge", "[nofile.py:fn]"], "section 'eval': .*nofile.py not found"),
+    (["--eval.judge", "[nofile.py:fn]"], "section 'eval': judge 'nofile.py:fn': file nofile.py not found"),
     (["--grpo.tools", "[nope]"], "section 'grpo': tool 'nope': unknown built-in"),
     (["--sft.data", "/no/such/chats.jsonl"], "section 'sft': data '/no/such/chats.jsonl': no such file or folder"),
     (["--ppo.reward_model", "runs/elsewhere/rm"], "section 'ppo': reward_model 'runs/elsewhere/rm': no such"),

@@ -10,7 +10,8 @@ with trainer checkpoints but no manifest is resumed. Stages run in this process 
 Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own config keys
 (optionally `recipe: path.yaml` to start from a stage recipe, or just `sft: path.yaml`). A missing
 section means defaults, except for the optional rungs (DPO, RLOO), which run only when their section is
-there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key. A parent's key that a
+there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key; `--dry_run` checks the
+recipe and prints what each rung would do (skip, run or resume, with its arguments), running nothing. A parent's key that a
 section sets itself (`sft: {data: my_chats.jsonl}`) wins over the parent's output; one that comes from a
 stage recipe file gives way to it, unless that parent is skipped.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -182,16 +184,19 @@ def load_state(run: Path) -> dict:
     return state
 
 
-def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
+def run_pipeline(recipe_path: str, overrides: dict | None = None, dry_run: bool = False) -> Path:
+    """Climb; with `dry_run`, check every section and say what each rung would do (skip, run, resume, with
+    the arguments it would get), then stop before the first one."""
     recipe = apply_overrides(read_yaml(recipe_path), overrides or {})
     run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
     steps = plan(recipe, run, Path(recipe_path).parent)
     eval_args = {"run": str(run), **(recipe.get("eval") or {})}
     check_sections(steps, eval_args, recipe_path)
     check_inputs(steps, run, recipe_path)
-    run.mkdir(parents=True, exist_ok=True)
     state_file = run / "pipeline.json"
     state = load_state(run)
+    if not dry_run:
+        run.mkdir(parents=True, exist_ok=True)
     total, rerun = time.time(), set()  # the output dirs (re)made by this run
     n = len(steps) + 1
     for i, (stage, out, args) in enumerate(steps, 1):
@@ -205,6 +210,10 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
         has_ckpts = out.is_dir() and (any(out.glob("checkpoint-*")) or (out / "checkpoints").is_dir())
         if not (out / MANIFEST).is_file() and has_ckpts and name not in ("data", "tokenizer"):
             argv += ["--resume", "true"]
+        if dry_run:
+            say(f"[{i}/{n}] {name:<9} would {'resume' if '--resume' in argv else 'run'}: ladder {name} "
+                f"{shlex.join(argv)}")
+            continue
         say(f"[{i}/{n}] {name:<9} running -> {out}")
         t0 = time.time()
         reset_accelerate()
@@ -218,6 +227,12 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
         say(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}")
     # Eval writes into every model's manifest: when nothing changed, the report it wrote stands.
     evaluated = {"args": eval_args, "stages": [s[0].name for s in steps]}
+    if dry_run:
+        fresh = not rerun and state.get("eval") == evaluated and (run / "report.md").is_file()
+        say(f"[{n}/{n}] eval      " + ("up to date, would be skipped" if fresh else
+                                      f"would run: ladder eval {shlex.join(to_argv(eval_args))}"))
+        say(f"ladder: dry run of {run}, every section checked; nothing was run or written")
+        return run
     if not rerun and state.get("eval") == evaluated and (run / "report.md").is_file():
         say(f"[{n}/{n}] eval      up to date, skipped")
         say((run / "report.md").read_text())
@@ -239,7 +254,7 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None) -> Path:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from ladder.config import HELP_FLAGS, parse_overrides
+    from ladder.config import HELP_FLAGS, _parse_value, parse_overrides
 
     if any(arg in HELP_FLAGS for arg in argv):  # the recipe's sections are each stage's: see `ladder <stage> --help`
         print(__doc__.strip())
@@ -249,8 +264,11 @@ def main(argv=None) -> int:
         argv = ["--config", *argv]
     path, overrides = parse_overrides(argv)
     if not path:
-        raise LadderError("usage: ladder run recipes/tiny/ladder.yaml [--name other]")
-    run_pipeline(path, overrides)
+        raise LadderError("usage: ladder run recipes/tiny/ladder.yaml [--name other] [--dry_run]")
+    dry_run = _parse_value(overrides.pop("dry_run", "false"))
+    if not isinstance(dry_run, bool):
+        raise LadderError(f"command line: --dry_run takes true or false, got '{dry_run}'")
+    run_pipeline(path, overrides, dry_run)
     return 0
 
 

@@ -112,6 +112,27 @@ def test_a_bad_value_plugin_or_path_in_any_section_fails_before_any_work(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_checks_and_prints_each_rung_and_writes_nothing(tmp_path, capsys):
+    """`--dry_run` says what each rung would do with the command it would run (quoted, so it can be pasted),
+    and creates nothing; a mistake still fails as in a real run."""
+    import shlex
+
+    recipe = tmp_path / "ladder.yaml"
+    recipe.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "recipes" / "micro" / "ladder.yaml").read_text()),
+                                      "runs_dir": str(tmp_path / "runs")}))
+    assert pipeline.main([str(recipe), "--dry_run", "--grpo.max_steps", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    grpo = next(line for line in lines if line.startswith("[7/8] grpo      would run: ladder grpo "))
+    argv = shlex.split(grpo.partition("ladder grpo ")[2])
+    assert argv[argv.index("--max_steps") + 1] == "3" and argv[argv.index("--model") + 1].endswith("micro/sft")
+    assert lines[-2].startswith("[8/8] eval      would run: ladder eval --run") and "nothing was run" in lines[-1]
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(LadderError, match="section 'grpo': config key 'max_steps'"):
+        pipeline.main([str(recipe), "--dry_run", "--grpo.max_steps", "x"])
+    with pytest.raises(LadderError, match="--dry_run takes true or false"):
+        pipeline.main([str(recipe), "--dry_run", "maybe"])
+
+
 def test_a_key_the_section_sets_wins_over_the_parent_output(tmp_path):
     """`sft: {data: my_chats.jsonl}` trains on that file, not on the run's data (it used to be replaced in
     silence); a stage recipe's value is replaced by the parent's output unless that parent is skipped; and a

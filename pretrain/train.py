@@ -56,6 +56,10 @@ class PretrainConfig:
             raise LadderError(f"report_to must be tensorboard or none, got '{self.report_to}'")
         if self.max_steps < 1 or self.batch_size < 1 or self.seq_len < 8:
             raise LadderError("max_steps and batch_size must be >= 1 and seq_len >= 8")
+        for name in ("eval_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise LadderError(f"{name} must be >= 1 (a number above max_steps turns it off), "
+                                  f"got {getattr(self, name)}")
 
 
 # ---------------------------------------------------------------- data

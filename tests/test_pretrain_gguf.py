@@ -42,3 +42,19 @@ def test_missing_sources_are_clear_errors(tmp_path):
         gguf.find_gguf(str(tmp_path / "x.gguf"))
     with pytest.raises(LadderError, match="neither a .gguf file nor an installed package"):
         gguf.find_gguf("no-such-package-xyz")
+
+
+def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path):
+    """A path that is not a .gguf went to the package lookup (ModuleNotFoundError: '/tmp/x/words'), and a
+    .gguf that is not GGUF reached transformers (ValueError: cannot mmap an empty file): one line each."""
+    words = tmp_path / "words.jsonl"
+    words.write_text("{}\n")
+    with pytest.raises(LadderError, match="words.jsonl: not a .gguf file"):
+        gguf.find_gguf(str(words))
+    with pytest.raises(LadderError, match="no such file"):
+        gguf.find_gguf(str(tmp_path / "missing" / "model"))
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"")
+    with pytest.raises(LadderError, match=r"fake.gguf: cannot read it as a GGUF model \(") as e:
+        gguf.main(["--gguf", str(fake), "--output_dir", str(tmp_path / "out")])
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()

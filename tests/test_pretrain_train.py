@@ -83,6 +83,8 @@ def test_bad_inputs_fail_fast_with_one_line(tiny_run, tmp_path):
         (["--data", str(tmp_path / "missing.jsonl")], "not found"),
         (["--tokenizer", str(tmp_path / "nope")], "no such folder"),
         (["--learning_rat", "1"], "did you mean 'learning_rate'"),
+        (["--save_every", "0"], "save_every must be >= 1"),  # was a ZeroDivisionError at the first step
+        (["--eval_every", "0"], "eval_every must be >= 1"),
     ]
     for extra, msg in cases:
         with pytest.raises(LadderError) as e:

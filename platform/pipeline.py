@@ -104,6 +104,15 @@ def plan(recipe: dict, run: Path, here: Path = Path(".")) -> list[tuple]:
     return steps
 
 
+def stage_recipe_of(recipe: dict) -> list[str]:
+    """The stages whose config takes every key of `recipe`: a stage's recipe given to `ladder run` (called
+    only when a key is no section, as it imports every stage)."""
+    from ladder.config import _field_names
+
+    return [stage.name for stage in STAGES
+            if set(recipe) <= _field_names(getattr(importlib.import_module(stage.module), stage.config))]
+
+
 def check_sections(steps, eval_args: dict, source: str = "pipeline recipe") -> None:
     """A mistake in the last stage's section must fail now, not after an hour of the stages before it:
     every section builds its stage's config (names, types and the config's own checks) and loads the
@@ -188,6 +197,11 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None, dry_run: bool 
     """Climb; with `dry_run`, check every section and say what each rung would do (skip, run, resume, with
     the arguments it would get), then stop before the first one."""
     recipe = apply_overrides(read_yaml(recipe_path), overrides or {})
+    stages = stage_recipe_of(recipe) if set(recipe) - META else []
+    if stages:
+        stem = Path(recipe_path).stem
+        raise LadderError(f"{recipe_path}: the recipe of one stage, not of a ladder: ladder "
+                          f"{stem if stem in stages else ' / '.join(stages)} --config {recipe_path}")
     run = Path(recipe.get("runs_dir", "runs")) / str(recipe.get("name", Path(recipe_path).stem))
     steps = plan(recipe, run, Path(recipe_path).parent)
     eval_args = {"run": str(run), **(recipe.get("eval") or {})}

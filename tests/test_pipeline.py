@@ -80,6 +80,14 @@ def test_unknown_section_fails_before_any_work(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_stage_recipe_given_to_ladder_run_names_the_stage_command():
+    """`ladder run recipes/smollm2/grpo.yaml` said "unknown section 'beta'"; it is one stage's recipe."""
+    for path, stage in (("recipes/smollm2/grpo.yaml", "grpo"), ("recipes/tiny/rloo.yaml", "rloo"),
+                        ("recipes/tiny/rm.yaml", "rm")):
+        with pytest.raises(LadderError, match=f"the recipe of one stage, not of a ladder: ladder {stage} --config "):
+            pipeline.main([str(ROOT / path), "--dry_run"])
+
+
 def test_a_typo_in_any_stage_section_fails_before_any_work(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nruns_dir: " + str(tmp_path / "runs") + "\ngrpo: {max_step: 3}\n")

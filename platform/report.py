@@ -133,26 +133,69 @@ def _kind_cell(stats: dict) -> str:
     return cell + f" ({stats['abstain_rate']:.0%} abstain)" if stats.get("abstain_rate") else cell
 
 
+# columns that describe the answers or the stage (sizes, a loss on each stage's own data, wall time),
+# not rates compared between rungs: the caption does not ask for their standard errors
+DESCRIPTIVE = ("length", "thinking", "eval loss", "time")
+
+
+def column_notes(pass_n: int | None, n: int) -> dict[str, str]:
+    """What each column of the table means, by column name (the caption shows those that have a value)."""
+    sampled = ("all of those problems" if pass_n == n else f"the first {pass_n} of those problems only" if pass_n
+               else "the first of those problems (how many is not recorded)")
+    pass_note = f"`pass@1` and `pass@k` come from k samples per problem at temperature 1, on {sampled}"
+    return {
+        "format": "`format` is the share of answers in exactly the <think>…</think><answer>…</answer> shape",
+        "RM score": "`RM score` is the reward model's mean score of the answers: it learnt what the preference pairs "
+                    "reward (on the built-in data, the hidden human's taste, tone included), not correctness, so a "
+                    "higher one is not better accuracy",
+        "human": "`human` is the hidden preference rule's score of the answers' tone (-1 to 1; no trainer sees that rule)",
+        "length": "`length` and `thinking` are the characters of the whole answer and of its <think> block",
+        "pass@1": pass_note, "pass@k": pass_note,
+        "eval loss": "`eval loss` is each stage's held-out loss on its own data (the base's on the pretraining corpus, "
+                     "SFT's on held-out chats): not comparable between rows",
+        "time": "`time` is the stage's wall time",
+    }
+
+
+def pass_k_problems(rows: list[dict]) -> int | None:
+    """How many problems pass@k sampled, where every rung with pass@k agrees. Eval records no count (it samples
+    the first `pass_k_limit`), but its reliability buckets hold those same problems, each one a reward scores
+    in one bucket, so their sizes add up to it."""
+    counts = {sum(b["n"] for b in r["metrics"].get("eval/reliability") or []) or None
+              for r in rows if pass_k(r["metrics"])}
+    return counts.pop() if len(counts) == 1 else None
+
+
 def pass_k(metrics: dict) -> tuple[int, float] | None:
     """(k, pass@k) from an eval's metrics, whatever k it used."""
     for key, value in metrics.items():
-        if key.startswith("eval/pass@") and key != "eval/pass@1" and isinstance(value, (int, float)):
-            return int(key.rpartition("@")[2]), value
+        k = key.removeprefix("eval/pass@")
+        if k != key and k.isdigit() and k != "1" and isinstance(value, (int, float)):  # not a pass@k_se
+            return int(k), value
     return None
 
 
 def _cell(metrics: dict, key: str, fmt: str) -> str:
+    k = ""
     if key == "eval/pass@k":
         found = pass_k(metrics)
-        return f"{found[1]:.1%} (k={found[0]})" if found else ""
+        if not found:
+            return ""
+        key, k = f"eval/pass@{found[0]}", f" (k={found[0]})"
     value = metrics.get(key)
     if not isinstance(value, (int, float)):
         return ""
     if key == "seconds":
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
-    if key in ("eval/accuracy", "eval/accuracy_no_tools") and isinstance(metrics.get(f"{key}_se"), (int, float)):
-        return f"{value:.1%} ± {100 * metrics[f'{key}_se']:.1f}"
-    return fmt.format(value)
+    return fmt.format(value) + _spread(metrics.get(f"{key}_se"), fmt) + k
+
+
+def _spread(se, fmt: str) -> str:
+    """' ± se' where the stage recorded a standard error (rates in points, as the per-kind table does),
+    else nothing: the caption says which columns have none, rather than the report inventing one."""
+    if not isinstance(se, (int, float)) or isinstance(se, bool):
+        return ""
+    return f" ± {100 * se:.1f}" if "%" in fmt else " ± " + fmt.replace("+", "").format(se)
 
 
 def series(metrics: dict, history: list | None, key: str, before: str | None = None) -> list:
@@ -209,6 +252,14 @@ def plot(rows: list[dict], out: Path) -> list[str]:
 
 PLOTS = ["accuracy.png", "reward_curves.png", "loss_curves.png", "grpo_signatures.png", "pass_at_k.png",
          "ppo_rlhf.png", "reliability.png"]
+
+
+# what a plot without an obvious reading shows, in the report right under it (as reliability_plot draws it)
+PLOT_NOTES = {"reliability.png": (
+    "Each point is one rung's bucket of the pass@k problems: x the bucket's mean share of right samples (k at T=1, "
+    "the model's own confidence), y how often its greedy answer is right on them. On the dotted diagonal that "
+    "confidence predicts accuracy, above it greedy beats sampling; the bottom-left buckets are what a model that "
+    "knows its limits would abstain on.")}
 
 
 def reliability_plot(rows: list[dict], out: Path, plt) -> list[str]:
@@ -271,26 +322,35 @@ def rl_plots(rows: list[dict], out: Path, plt) -> list[str]:
         ax.set_xticks(list(x), [s[0] for s in sampled])
         ax.set_ylabel("held-out (%)")
         ax.set_title("pass@1 against pass@k (samples at T=1)")
-        ax.legend()
-        fig.tight_layout()
+        _legend_below(fig, ax.get_legend_handles_labels())  # inside, it covers the tallest bars
         fig.savefig(out / "pass_at_k.png", dpi=100)
         plt.close(fig)
         files.append("pass_at_k.png")
     ppo = by.get("ppo", {}).get("curves", {})
     if ppo.get("heldout_rm_score") and ppo.get("heldout_judge/human_style"):
         fig, ax = plt.subplots(figsize=(5, 3))
+        # Two y axes: the lines can lie on top of each other, so the human's is dashed with hollow, larger markers
+        # (the RM's shows through) and a legend names them.
         ax.plot(*zip(*ppo["heldout_rm_score"]), marker="o", color="#4c72b0", label="reward model")
         ax.set_ylabel("reward-model score", color="#4c72b0")
         ax.set_xlabel("PPO step")
         twin = ax.twinx()
-        twin.plot(*zip(*ppo["heldout_judge/human_style"]), marker="s", color="#dd8452", label="hidden human")
+        twin.plot(*zip(*ppo["heldout_judge/human_style"]), marker="s", markersize=9, markerfacecolor="none",
+                  linestyle="--", color="#dd8452", label="hidden human")
         twin.set_ylabel("hidden human's score", color="#dd8452")
         ax.set_title("PPO on held-out prompts: RM vs the human")
-        fig.tight_layout()
+        (h1, l1), (h2, l2) = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+        _legend_below(fig, (h1 + h2, l1 + l2))
         fig.savefig(out / "ppo_rlhf.png", dpi=100)
         plt.close(fig)
         files.append("ppo_rlhf.png")
     return files
+
+
+def _legend_below(fig, handles_labels: tuple) -> None:
+    """One row of legend under the plot, in room kept for it: it covers no bar or line, whatever their height."""
+    fig.legend(*handles_labels, loc="lower center", ncol=len(handles_labels[1]), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
 
 
 def write_report(run) -> str:
@@ -308,13 +368,17 @@ def write_report(run) -> str:
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {r['prompting'] or ''} |")
     n = next((r["metrics"]["eval/n"] for r in rows if r["metrics"].get("eval/n")), None)
     if n:
+        filled = [c[0] for c in columns if any(_cell(r["metrics"], c[1], c[2]) for r in rows)]
+        bare = [c[0] for c in columns if c[0] in filled and c[0] not in DESCRIPTIVE and any(
+            (cell := _cell(r["metrics"], c[1], c[2])) and "±" not in cell for r in rows)]
         lines += ["", f"Each model rung answers the same {n} held-out problems (greedy), scored by the rewards "
                   "training used; base models are prompted few-shot, chat models through their chat template. "
                   "The rm row is the reward model's pairwise accuracy on held-out preference pairs. "
-                  "± is one standard error; a difference inside two of them is noise. `length` and `thinking` are "
-                  "characters of the whole answer and of its <think> block; `human` is the hidden preference "
-                  "rule's score of the answers' tone (-1 to 1; no trainer sees that rule); pass@1 and pass@k "
-                  "come from k samples per problem at temperature 1."]
+                  "± is one standard error; a difference inside two of them is noise"
+                  + (f"; none is recorded for {', '.join(f'`{c}`' for c in bare)}." if bare else ".")]
+        notes = list(dict.fromkeys(note for name, note in column_notes(pass_k_problems(rows), n).items()
+                                   if name in filled))  # pass@1 and pass@k share one
+        lines += ["", "; ".join(notes) + "."] if notes else []
         if abstains:
             lines[-1] += (" `abstain` is the share of answers that are only \"I don't know\" "
                           "(ladder.rewards.abstained); `hallucination` the share wrong among the answers that are not.")
@@ -327,7 +391,10 @@ def write_report(run) -> str:
     lines += per_kind_table(rows)
     lines += comparisons(rows)
     images = plot(rows, run)
-    lines += [""] + [f"![{name}]({name})" for name in images]
+    lines += [""]
+    for name in images:
+        lines += [f"![{name}]({name})"] + (["", PLOT_NOTES[name], ""] if name in PLOT_NOTES else [])
+    lines = lines[:-1] if lines[-1] == "" else lines
     samples = [(r["stage"], r["metrics"].get("eval/samples")) for r in rows]
     for stage, s in samples:
         if s:

@@ -1,6 +1,7 @@
 """The report card: a row per rung from the manifests, curves from whatever each stage logged."""
 
 import json
+from pathlib import Path
 
 from ladder.manifest import atomic_write_json, write_manifest
 from ladder.report import training_curves, write_report
@@ -165,3 +166,96 @@ def test_tool_columns_and_curve_appear_only_with_tool_evals(tmp_path):
     assert rows["grpo"]["curves"]["tool_calls"] == [[10, 0.5], [20, 1.2]]
     assert rows["grpo"]["curves"]["heldout_tool_call_rate"] == [[0, 0.0], [10, 0.4], [20, 0.75]]
     assert (run / "grpo_signatures.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _evaluated(run, name, reliability_n=None, **metrics):
+    buckets = [{"lo": 0.0, "hi": 0.5, "n": reliability_n // 2, "pass_rate": 0.2, "accuracy": 0.3},
+               {"lo": 0.5, "hi": 1.0, "n": reliability_n - reliability_n // 2, "pass_rate": 0.8, "accuracy": 0.9}] \
+        if reliability_n else None
+    write_manifest(run / name, stage=name, config={}, metrics={
+        "eval/accuracy": 0.5, "eval/accuracy_se": 0.035, "eval/format_rate": 1.0, "eval/n": 200,
+        "eval/prompting": "chat template", **({"eval/reliability": buckets} if buckets else {}), **metrics})
+
+
+def test_caption_states_the_pass_at_k_problems_and_explains_every_column(tmp_path):
+    """pass@ samples only the first `pass_k_limit` problems: the caption gives that n (the reliability buckets'
+    sizes, which hold the same problems), and says what format, RM score, eval loss and time are."""
+    run = tmp_path / "r"
+    write_manifest(run / "base", stage="pretrain", config={}, metrics={
+        "eval/accuracy": 0.05, "eval/n": 200, "eval_loss": 0.56, "seconds": 700.0, "eval/rm_score": -2.5})
+    for name in ("sft", "grpo"):
+        _evaluated(run, name, 100, **{"eval/pass@1": 0.3, "eval/pass@8": 0.75, "eval/rm_score": -1.1})
+    text = write_report(run)
+    assert "same 200 held-out problems" in text and "on the first 100 of those problems only" in text
+    assert "`format` is the share of answers in exactly the <think>…</think><answer>…</answer> shape" in text
+    assert "`RM score` is the reward model's mean score" in text and "not better accuracy" in text
+    assert "`eval loss` is each stage's held-out loss on its own data" in text and "not comparable" in text
+    assert "`time` is the stage's wall time" in text
+
+    _evaluated(run, "grpo", 200, **{"eval/pass@1": 0.3, "eval/pass@8": 0.75})  # the rungs disagree: no n
+    assert "on the first of those problems (how many is not recorded)" in write_report(run)
+    _evaluated(run, "sft", 200, **{"eval/pass@1": 0.3, "eval/pass@8": 0.75})
+    assert "on all of those problems" in write_report(run)
+
+
+def test_standard_errors_are_shown_where_recorded_and_their_absence_said(tmp_path):
+    """RM score, pass@ and pairwise accuracy get ± where the stage recorded a standard error; where none is,
+    the caption names the columns instead of the report inventing one."""
+    run = tmp_path / "r"
+    _evaluated(run, "sft", 100, **{"eval/pass@1": 0.3, "eval/pass@8": 0.75, "eval/rm_score": -1.1})
+    write_manifest(run / "rm", stage="rm", config={}, metrics={"pairwise_accuracy": 0.85})
+    text = write_report(run)
+    assert "none is recorded for `format`, `RM score`, `pass@1`, `pass@k`, `pairwise acc.`." in text
+    _evaluated(run, "sft", 100, **{"eval/pass@1": 0.3, "eval/pass@1_se": 0.02, "eval/pass@8": 0.75,
+                                   "eval/pass@8_se": 0.043, "eval/rm_score": -1.1, "eval/rm_score_se": 0.05,
+                                   "eval/format_rate_se": 0.0})
+    write_manifest(run / "rm", stage="rm", config={}, metrics={"pairwise_accuracy": 0.85,
+                                                               "pairwise_accuracy_se": 0.025})
+    text = write_report(run)
+    assert "| sft | 50.0% ± 3.5 | 100.0% ± 0.0 | -1.10 ± 0.05 |" in text
+    assert "| 30.0% ± 2.0 | 75.0% ± 4.3 (k=8) |" in text and "| 85.0% ± 2.5 |" in text
+    assert "none is recorded" not in text
+
+
+def test_reliability_plot_is_explained_under_it(tmp_path):
+    run = tmp_path / "r"
+    _evaluated(run, "sft", 40, **{"eval/pass@1": 0.3, "eval/pass@8": 0.75})
+    lines = write_report(run).splitlines()
+    after = lines[lines.index("![reliability.png](reliability.png)") + 1:]
+    note = next(x for x in after if x)
+    assert "x the bucket's mean share of right samples" in note and "y how often its greedy answer is right" in note
+    assert "dotted diagonal" in note
+
+
+def test_plot_legends_name_both_ppo_lines_and_cover_no_bar(tmp_path, monkeypatch):
+    """ppo_rlhf.png: the RM's and the human's lines can coincide, so a legend names both and they differ in
+    style; pass_at_k.png: the legend overlaps none of the bars, tall ones included."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figures, save = {}, Figure.savefig
+
+    def keep(fig, fname, *args, **kwargs):
+        save(fig, fname, *args, **kwargs)
+        figures[Path(fname).name] = fig
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    run = tmp_path / "r"
+    for name, p1, p8 in (("sft", 0.3, 0.75), ("grpo", 0.42, 0.86), ("rloo", 0.53, 0.93)):  # where it covered one
+        _evaluated(run, name, 100, **{"eval/pass@1": p1, "eval/pass@8": p8})
+    write_manifest(run / "ppo", stage="ppo", config={}, metrics={
+        "before/rm_score": -1.0, "after/rm_score": 1.0, "before/judge/human_style": 0.0,
+        "after/judge/human_style": 1.0, "steps": 20},
+        history=[{"step": 10, "heldout_rm_score": 1.0, "heldout_judge/human_style": 1.0}])
+    write_report(run)
+
+    ppo = figures["ppo_rlhf.png"]
+    legends = ppo.legends + [a.get_legend() for a in ppo.axes if a.get_legend()]
+    assert [t.get_text() for lg in legends for t in lg.get_texts()] == ["reward model", "hidden human"]
+    rm, human = (a.get_lines()[0] for a in ppo.axes)
+    assert rm.get_linestyle() != human.get_linestyle() and human.get_markerfacecolor() == "none"  # RM's shows through
+
+    bars = figures["pass_at_k.png"]
+    renderer = FigureCanvasAgg(bars).get_renderer()  # pyplot left it a bare canvas on closing it
+    legend = (bars.legends + [a.get_legend() for a in bars.axes if a.get_legend()])[0].get_window_extent(renderer)
+    assert not any(legend.overlaps(p.get_window_extent(renderer)) for p in bars.axes[0].patches)

@@ -24,6 +24,7 @@ from ladder.config import load_config, option
 from ladder.errors import LadderError
 
 SLOTS = 4  # answers shown side by side
+EMPTY_MESSAGE = {"role": "assistant", "content": "⚠️ type a message first"}
 
 
 @dataclass
@@ -124,8 +125,34 @@ def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
     if reward_model:
         from ladder.models import score
 
-        parts.append(f"RM score {score(reward_model, [prompt], [text])[0]:+.2f}")
+        rm = score(reward_model, [prompt], [text], strict=True)[0]  # None: the answer would be cut, no number
+        parts.append("RM score: prompt too long" if rm is None else f"RM score {rm:+.2f}")
     return " · ".join(parts)
+
+
+def context_length(model, tokenizer) -> int | None:
+    """Tokens the model reads at most: its max_position_embeddings, or the tokenizer's model_max_length if
+    smaller (a tokenizer naming no limit says int(1e30): not a limit)."""
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [n for n in limits if isinstance(n, int) and 0 < n < 10**7]
+    return min(limits) if limits else None
+
+
+def check_fits(model, tokenizer, prompt, chat: bool, tools, max_tokens: int) -> None:
+    """LadderError unless the prompt, rendered as this model reads it (chat template, with its tools, or
+    few-shot), plus max_tokens new tokens fits the model's context: past it, it answers garbage, no word why."""
+    from ladder.generation import build_prompt
+
+    if tools:  # rendered as generate_with_tools renders it
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    else:
+        text = build_prompt(tokenizer, prompt, chat)
+    limit = context_length(model, tokenizer)
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if limit is not None and n + int(max_tokens) > limit:
+        raise LadderError(f"prompt is {n:,} tokens; this model reads at most {limit:,} "
+                          f"(with {int(max_tokens):,} new tokens): shorten it or ask for fewer new tokens")
 
 
 def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: float, max_tokens: int):
@@ -138,6 +165,7 @@ def stream_answer(models: Models, name: str, prompt, temperature: float, top_p: 
     from ladder.rewards import completion_text
 
     model, tokenizer, chat, tools = models.get(name)
+    check_fits(model, tokenizer, prompt, chat, tools, max_tokens)
     if tools:
         messages = generate_with_tools(model, tokenizer, [prompt], tools, max_new_tokens=int(max_tokens),
                                        temperature=temperature, top_p=top_p)[0]
@@ -195,6 +223,9 @@ class Compare:
     def stream(self, names, prompt, temperature=0.0, top_p=1.0, max_tokens=64):
         """Yields (answers, verdicts): one entry per chosen checkpoint, updated as tokens arrive."""
         names = list(names or [])[:SLOTS]
+        if not names:  # else nothing comes back: every box stays as it was, no word why
+            yield ["pick at least one checkpoint"], [""]
+            return
         if not prompt or not str(prompt).strip():
             yield ["type a prompt or pick a held-out problem"] + [""] * (len(names) - 1), [""] * len(names)
             return
@@ -217,7 +248,8 @@ class Compare:
         answers, verdicts = [], []
         for answers, verdicts in self.stream(names, prompt, **kw):
             pass
-        return [{"checkpoint": n, "answer": a, "verdict": v} for n, a, v in zip(names, answers, verdicts)]
+        return [{"checkpoint": n, "answer": a, "verdict": v}
+                for n, a, v in zip(list(names or []) or [None], answers, verdicts)]
 
     def prompting(self, name) -> str:
         """How a checkpoint is prompted, or why it cannot be used."""
@@ -240,6 +272,10 @@ class Compare:
         from ladder.rewards.text import content_text  # Gradio 6's Chatbot hands history back as content blocks
 
         messages = [{"role": m["role"], "content": content_text(m["content"])} for m in history or []]
+        messages = [m for m in messages if m != EMPTY_MESSAGE]  # a notice, not the model's turn
+        if not message or not str(message).strip():  # Compare refuses an empty prompt; so does Chat
+            yield messages + [dict(EMPTY_MESSAGE)]
+            return
         messages.append({"role": "user", "content": message})
         try:
             for reply, _, _ in stream_answer(self.models, name, messages, temperature, 1.0, max_tokens):
@@ -283,8 +319,8 @@ def build_app(cfg: AppConfig):
             picked.change(labels, picked, boxes)
 
             def run(names, text, t, p, n):
-                k = len(list(names or [])[:SLOTS])
                 for answers, verdict in app.stream(names, text, t, p, n):
+                    k = len(answers)  # one per checkpoint, or one message when none is picked
                     pad = [""] * (SLOTS - k)
                     yield [*answers[:k], *pad, *verdict[:k], *pad]
 

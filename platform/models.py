@@ -246,31 +246,72 @@ def load_reward_model(path: str):
     return model, tokenizer
 
 
-def score(reward_model_dir, prompts, completions, batch_size: int = 16) -> list[float]:
+SCORE_MAX_TOKENS = 1024  # the most one scored text may take (memory); less where the reward model reads less
+
+
+def score(reward_model_dir, prompts, completions, batch_size: int = 16, *, strict: bool = False) -> list:
     """Reward-model scores for (prompt, completion) pairs; prompts/completions as text or messages.
 
     Texts are re-tokenised with the reward model's own tokenizer, so a policy with a different
-    tokenizer works too. The model is loaded once per path (cached)."""
+    tokenizer works too. The model is loaded once per path (cached). A text longer than the reward model
+    reads (score_limit) loses its start, never its answer; where even the answer does not fit, strict=True
+    gives None for it (the app: no number rather than a wrong one), otherwise the answer's end is scored
+    (training and eval need a number for every row)."""
     if len(prompts) != len(completions):
         raise LadderError(f"score: {len(prompts)} prompts but {len(completions)} completions")
     model, tokenizer = load_reward_model(str(reward_model_dir))
-    return score_with(model, tokenizer, prompts, completions, batch_size)
+    return score_with(model, tokenizer, prompts, completions, batch_size, strict=strict)
 
 
-def score_with(model, tokenizer, prompts, completions, batch_size: int = 16) -> list[float]:
+def score_limit(model, tokenizer) -> int:
+    """Tokens one scored text may take: SCORE_MAX_TOKENS, the model's positions, the tokenizer's
+    model_max_length, whichever is least (a tokenizer naming no limit says int(1e30): not a limit)."""
+    limits = [SCORE_MAX_TOKENS, getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    return min(n for n in limits if isinstance(n, int) and 0 < n < 10**7)
+
+
+def answer_start(tokenizer, prompt, completion, text: str) -> int:
+    """Where the answer begins in `text` (conversation_text of the pair), in characters: where it parts from
+    the same conversation with an empty answer; at or before the answer's first character."""
+    import os
+
+    empty = conversation_text(tokenizer, prompt, [] if isinstance(completion, list) else "")
+    return len(os.path.commonprefix([text, empty]))
+
+
+def score_with(model, tokenizer, prompts, completions, batch_size: int = 16, *, strict: bool = False) -> list:
     import torch
 
     texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    limit = score_limit(model, tokenizer)
+    ids: list = []
+    for p, c, text in zip(prompts, completions, texts):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+        row = enc["input_ids"]
+        if len(row) > limit:
+            # cut from the left: cut from the right (as before), a long prompt left no answer to score, so
+            # every answer to it scored the same
+            start = answer_start(tokenizer, p, c, text)
+            if tokenizer.is_fast:
+                answer = len(row) - next((i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > start),
+                                         len(row))
+            else:
+                answer = len(tokenizer(text[start:], add_special_tokens=False)["input_ids"])
+            row = None if strict and answer > limit else row[-limit:]
+        ids.append(row)
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     was_training = model.training
     model.eval()
-    out: list[float] = []
+    scored = [i for i, row in enumerate(ids) if row is not None]
+    out: list = [None] * len(texts)
     try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=1024, add_special_tokens=False).to(model.device)
+        for b in range(0, len(scored), batch_size):
+            rows = scored[b:b + batch_size]
+            enc = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(model.device)
             with torch.no_grad():
-                out.extend(model(**enc).logits[:, 0].float().tolist())
+                for i, value in zip(rows, model(**enc).logits[:, 0].float().tolist()):
+                    out[i] = value
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

@@ -1,5 +1,6 @@
 """The app's logic (no browser): side-by-side answers, rewards, registry-only loading."""
 
+import re
 import shutil
 
 import pytest
@@ -141,3 +142,74 @@ def test_a_missing_runs_dir_fails_before_serving(tmp_path):
 
     with pytest.raises(LadderError, match=r"runs_dir '.*nonexist': no such folder"):
         Compare(AppConfig(runs_dir=str(tmp_path / "nonexist")))
+
+
+LONG = "What is 12 + 5? " * 320  # ~5,000 characters: thousands of tokens, past the tiny models' 512
+
+
+def test_a_prompt_past_the_context_is_refused_not_answered(registry):
+    """A 5,000-character prompt was generated from anyway (the tiny models read 512 tokens): garbage answers,
+    no warning, in Compare and Chat. Now no generation; the answer box says why, counting max_tokens."""
+    from ladder.generation import build_prompt
+
+    app = Compare(AppConfig(runs_dir=str(registry)))
+    out = app.compare(["t/base", "t/sft"], LONG, max_tokens=64)
+    for o in out:
+        assert o["answer"].startswith("⚠️ prompt is ") and "this model reads at most 512 (with 64 new tokens)" \
+            in o["answer"] and o["verdict"] == ""  # no reward, no RM score for an answer never given
+    *_, last = app.chat("t/sft", LONG, [], max_tokens=64)
+    assert "this model reads at most 512 (with 64 new tokens)" in last[-1]["content"]
+    # a prompt that fits alone but not with the new tokens asked for: refused for 64, answered for 8
+    _, tokenizer, _, _ = app.models.get("t/sft")
+    k = next(k for k in range(1, 200) if len(tokenizer(build_prompt(tokenizer, "7 + 5 " * k, True),
+                                                       add_special_tokens=False)["input_ids"]) > 512 - 64)
+    prompt = "7 + 5 " * k
+    n = len(tokenizer(build_prompt(tokenizer, prompt, True), add_special_tokens=False)["input_ids"])
+    assert n + 8 <= 512
+    assert app.compare(["t/sft"], prompt, max_tokens=64)[0]["answer"].startswith(f"⚠️ prompt is {n} tokens;")
+    fits = app.compare(["t/sft"], prompt, max_tokens=8)[0]
+    assert not fits["answer"].startswith("⚠️") and "format" in fits["verdict"]
+
+
+def test_the_rm_score_never_scores_a_cut_off_answer(registry):
+    """The reward model read the first 1,024 tokens: past a long prompt no answer was left, so every answer
+    scored the same. Now the prompt's start goes; an answer too long to be read whole gets no number."""
+    app = Compare(AppConfig(runs_dir=str(registry)))
+    gold = {"answer": "17"}
+    right = judge("<think>12 + 5 = 17. Glad to help!</think><answer>17</answer>", gold, LONG, app.reward_model)
+    wrong = judge("<think>12 + 5 = 18. Ugh.</think><answer>18</answer>", gold, LONG, app.reward_model)
+    rm = [re.search(r"RM score ([+-][\d.]+)", v).group(1) for v in (right, wrong)]
+    assert rm[0] != rm[1]
+    endless = judge("<answer>" + "17 " * 600 + "</answer>", gold, "What is 12 + 5?", app.reward_model)
+    assert "RM score: prompt too long" in endless and not re.search(r"RM score [+-]", endless)
+
+
+def test_chat_refuses_an_empty_message(registry, monkeypatch):
+    """Chat answered an empty message (Compare refuses an empty prompt): now the model is not called, the
+    user is told, and the notice is not fed back to the model as its turn."""
+    import ladder.apps.compare as compare
+
+    seen = []
+
+    def fake_stream(models, name, prompt, *args):
+        seen.append(prompt)
+        yield "ok", True, "ok"
+
+    monkeypatch.setattr(compare, "stream_answer", fake_stream)
+    app = Compare(AppConfig(runs_dir=str(registry)))
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    for empty in ("", "  \n ", None):
+        *_, last = app.chat("t/sft", empty, history)
+        assert last[:2] == history and last[2:] == [{"role": "assistant", "content": "⚠️ type a message first"}]
+    assert seen == []
+    *_, last = app.chat("t/sft", "What is 2 + 2?", last)
+    assert seen == [history + [{"role": "user", "content": "What is 2 + 2?"}]]
+
+
+def test_compare_with_no_checkpoint_says_pick_one(registry):
+    """With none picked, every box stayed as it was, no word why."""
+    app = Compare(AppConfig(runs_dir=str(registry)))
+    for names in ([], None):
+        assert app.compare(names, "What is 1 + 1?") == [
+            {"checkpoint": None, "answer": "pick at least one checkpoint", "verdict": ""}]
+        assert list(app.stream(names, "")) == [(["pick at least one checkpoint"], [""])]

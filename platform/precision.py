@@ -70,12 +70,19 @@ def choose(requested: bool | None = None) -> tuple[bool, str]:
     """(train in bf16?, why): what the recipe asked for, else LADDER_PRECISION, else the hardware."""
     if requested is not None:
         return bool(requested), "set in the recipe"
-    env = os.environ.get(ENV, "auto").strip().lower()
+    env = env_choice()
     if env in ("bf16", "fp32"):
         return env == "bf16", f"{ENV}={env}"
-    if env != "auto":
-        raise LadderError(f"{ENV}='{os.environ[ENV]}': must be bf16, fp32 or auto")
     return native_bf16()
+
+
+def env_choice() -> str:
+    """LADDER_PRECISION, checked: bf16, fp32 or auto (ladder.runtime.run_main checks it before a stage
+    starts, so a bad value is named as the environment's, not as a recipe's)."""
+    env = os.environ.get(ENV, "auto").strip().lower()
+    if env not in ("bf16", "fp32", "auto"):
+        raise LadderError(f"environment variable {ENV}='{os.environ[ENV]}': must be bf16, fp32 or auto")
+    return env
 
 
 def record(config: dict) -> dict | None:

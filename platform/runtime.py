@@ -265,8 +265,10 @@ def run_main(fn, argv) -> int:
     """Run a stage's main, turning LadderError into one clean line and exit code 2 (and `--help`,
     which load_config ends with SystemExit(0), into a plain return 0)."""
     from ladder.errors import LadderError
+    from ladder.precision import env_choice
 
     try:
+        env_choice()
         result = fn(argv)
     except LadderError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -57,6 +57,17 @@ def test_the_recipe_beats_the_environment_which_beats_the_hardware(cpu, monkeypa
         precision.choose()
 
 
+def test_a_bad_environment_value_is_named_as_the_environment_s(monkeypatch, capsys):
+    """`LADDER_PRECISION=fp16 ladder sft ...` said "command line: LADDER_PRECISION=...", as if a flag were
+    wrong: every ladder command checks the variable before its stage reads a config."""
+    from ladder.cli import main
+
+    monkeypatch.setenv(precision.ENV, "fp16")
+    assert main(["sft", "--max_steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: environment variable LADDER_PRECISION='fp16': must be bf16, fp32 or auto"
+
+
 def test_every_stage_config_takes_the_decision(cpu, monkeypatch):
     from ladder.runtime import cpu_training_defaults
 

@@ -130,18 +130,11 @@ def judge(text: str, gold: dict, prompt: str, reward_model: str | None) -> str:
     return " · ".join(parts)
 
 
-def context_length(model, tokenizer) -> int | None:
-    """Tokens the model reads at most: its max_position_embeddings, or the tokenizer's model_max_length if
-    smaller (a tokenizer naming no limit says int(1e30): not a limit)."""
-    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [n for n in limits if isinstance(n, int) and 0 < n < 10**7]
-    return min(limits) if limits else None
-
-
 def check_fits(model, tokenizer, prompt, chat: bool, tools, max_tokens: int) -> None:
     """LadderError unless the prompt, rendered as this model reads it (chat template, with its tools, or
     few-shot), plus max_tokens new tokens fits the model's context: past it, it answers garbage, no word why."""
     from ladder.generation import build_prompt
+    from ladder.models import context_length
 
     if tools:  # rendered as generate_with_tools renders it
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)

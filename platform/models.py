@@ -263,12 +263,18 @@ def score(reward_model_dir, prompts, completions, batch_size: int = 16, *, stric
     return score_with(model, tokenizer, prompts, completions, batch_size, strict=strict)
 
 
-def score_limit(model, tokenizer) -> int:
-    """Tokens one scored text may take: SCORE_MAX_TOKENS, the model's positions, the tokenizer's
-    model_max_length, whichever is least (a tokenizer naming no limit says int(1e30): not a limit)."""
-    limits = [SCORE_MAX_TOKENS, getattr(getattr(model, "config", None), "max_position_embeddings", None),
+def context_length(model, tokenizer) -> int | None:
+    """Tokens the model reads at most: its max_position_embeddings, or the tokenizer's model_max_length if
+    smaller (a tokenizer naming no limit says int(1e30): not a limit); None where neither says."""
+    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
               getattr(tokenizer, "model_max_length", None)]
-    return min(n for n in limits if isinstance(n, int) and 0 < n < 10**7)
+    limits = [n for n in limits if isinstance(n, int) and 0 < n < 10**7]
+    return min(limits) if limits else None
+
+
+def score_limit(model, tokenizer) -> int:
+    """Tokens one scored text may take: SCORE_MAX_TOKENS, or less where the reward model reads less."""
+    return min(SCORE_MAX_TOKENS, context_length(model, tokenizer) or SCORE_MAX_TOKENS)
 
 
 def answer_start(tokenizer, prompt, completion, text: str) -> int:

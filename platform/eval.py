@@ -99,20 +99,8 @@ def checkpoint_tools(path, cfg) -> tuple[list, int]:
     return list(specs), rounds
 
 
-def replace_eval_metrics(path, stats: dict) -> None:
-    """This eval's numbers become the checkpoint's whole eval/* block: a key an earlier eval wrote and this one
-    did not (pass@k, a judge, tool numbers, reliability) would otherwise sit beside the new accuracy, and the
-    report would mix the two evals. The stage's own metrics (training, before/, after/) stay."""
-    from ladder.manifest import MANIFEST, atomic_write_json, read_manifest
-
-    data = read_manifest(path)
-    kept = {k: v for k, v in data.get("metrics", {}).items() if not k.startswith(EVAL)}
-    data["metrics"] = {**kept, **{f"{EVAL}{k}": v for k, v in stats.items()}}
-    atomic_write_json(Path(path) / MANIFEST, data)
-
-
 def main(argv=None) -> int:
-    from ladder.manifest import atomic_write_text, read_manifest
+    from ladder.manifest import atomic_write_text, read_manifest, update_metrics
     from ladder.stages import TEXT_OUTPUTS, run_stages
 
     cfg = load_config(EvalConfig, argv)
@@ -161,7 +149,7 @@ def main(argv=None) -> int:
             stats["tools"] = [fn.__name__ for fn in tools]
         # every answer, for reading what a rung learnt (the manifest keeps three)
         atomic_write_text(p / COMPLETIONS, "".join(json.dumps(c) + "\n" for c in stats.pop("completions")))
-        replace_eval_metrics(p, stats)
+        update_metrics(p, {f"{EVAL}{k}": v for k, v in stats.items()}, replace=EVAL)  # the stage's own stay
         results[str(p)] = stats
         acc = stats["accuracy"]
         idk = (f" abstain {stats['abstain_rate']:.1%} hallucination {stats['hallucination_rate']:.1%}"

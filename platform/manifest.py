@@ -88,10 +88,13 @@ def read_manifest(path) -> dict:
         raise LadderError(f"{file}: broken manifest ({e})") from None
 
 
-def update_metrics(path, metrics: dict) -> dict:
-    """Merge new metrics (e.g. from `ladder eval`) into an existing manifest."""
+def update_metrics(path, metrics: dict, replace: str | None = None) -> dict:
+    """Merge new metrics into an existing manifest. With `replace` (a key prefix, `ladder eval`'s "eval/"),
+    the keys under it that the new metrics do not name are dropped first: an earlier eval's pass@k or judge
+    would otherwise sit beside the new accuracy, and the report would mix two evals."""
     data = read_manifest(path)
-    data.setdefault("metrics", {}).update(metrics)
+    kept = {k: v for k, v in data.get("metrics", {}).items() if not (replace and k.startswith(replace))}
+    data["metrics"] = {**kept, **metrics}
     atomic_write_json(Path(path) / MANIFEST, data)
     return data
 

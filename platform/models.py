@@ -291,16 +291,16 @@ def score_with(model, tokenizer, prompts, completions, batch_size: int = 16, *, 
 
     texts = [conversation_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
     limit = score_limit(model, tokenizer)
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
     ids: list = []
-    for p, c, text in zip(prompts, completions, texts):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
-        row = enc["input_ids"]
+    for i, (p, c, text) in enumerate(zip(prompts, completions, texts)):
+        row = enc["input_ids"][i]
         if len(row) > limit:
             # cut from the left: cut from the right (as before), a long prompt left no answer to score, so
             # every answer to it scored the same
             start = answer_start(tokenizer, p, c, text)
             if tokenizer.is_fast:
-                answer = len(row) - next((i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > start),
+                answer = len(row) - next((t for t, (_, end) in enumerate(enc["offset_mapping"][i]) if end > start),
                                          len(row))
             else:
                 answer = len(tokenizer(text[start:], add_special_tokens=False)["input_ids"])

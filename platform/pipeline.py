@@ -11,9 +11,9 @@ Recipe: `name`, `runs_dir`, then one section per stage holding that stage's own 
 (optionally `recipe: path.yaml` to start from a stage recipe, or just `sft: path.yaml`). A missing
 section means defaults, except for the optional rungs (DPO, RLOO), which run only when their section is
 there; `skip: true` leaves a stage out. `--sft.max_steps 50` overrides one key; `--dry_run` checks the
-recipe and prints what each rung would do (skip, run or resume, with its arguments), running nothing. A parent's key that a
-section sets itself (`sft: {data: my_chats.jsonl}`) wins over the parent's output; one that comes from a
-stage recipe file gives way to it, unless that parent is skipped.
+recipe and prints what each rung would do (skip, run or resume, with its arguments), running nothing. A
+parent's key that a section sets itself (`sft: {data: my_chats.jsonl}`) wins over the parent's output;
+one that comes from a stage recipe file gives way to it, unless that parent is skipped.
 
 Before the first rung, every section is checked as its stage will read it: its config is built (names,
 types, the config's own checks), the reward, judge and tool functions it names are loaded, and a local
@@ -241,13 +241,13 @@ def run_pipeline(recipe_path: str, overrides: dict | None = None, dry_run: bool 
         say(f"[{i}/{n}] {name:<9} done in {time.time() - t0:5.0f}s  {_key_metric(out)}")
     # Eval writes into every model's manifest: when nothing changed, the report it wrote stands.
     evaluated = {"args": eval_args, "stages": [s[0].name for s in steps]}
+    fresh = not rerun and state.get("eval") == evaluated and (run / "report.md").is_file()
     if dry_run:
-        fresh = not rerun and state.get("eval") == evaluated and (run / "report.md").is_file()
         say(f"[{n}/{n}] eval      " + ("up to date, would be skipped" if fresh else
                                       f"would run: ladder eval {shlex.join(to_argv(eval_args))}"))
         say(f"ladder: dry run of {run}, every section checked; nothing was run or written")
         return run
-    if not rerun and state.get("eval") == evaluated and (run / "report.md").is_file():
+    if fresh:
         say(f"[{n}/{n}] eval      up to date, skipped")
         say((run / "report.md").read_text())
     else:

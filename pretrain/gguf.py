@@ -54,8 +54,9 @@ def load_gguf(file: Path, dtype: str = "float32"):
         tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
         model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=getattr(torch, dtype))
     except Exception as e:  # empty, truncated, not GGUF, or an architecture transformers cannot read from GGUF
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LadderError(f"{file}: cannot read it as a GGUF model ({reason})") from None
+        from ladder.models import first_line
+
+        raise LadderError(f"{file}: cannot read it as a GGUF model ({first_line(e)})") from None
     model.hf_quantizer = None  # the weights are dense now: save them as an ordinary model
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):

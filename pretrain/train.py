@@ -136,7 +136,7 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     from ladder.data.loaders import looks_local
-    from ladder.models import unreachable
+    from ladder.models import first_line, unreachable
 
     if looks_local(name) and not Path(name).expanduser().exists():
         raise LadderError(f"tokenizer '{name}': no such folder (run `ladder tokenizer` first, or pass a hub id)")
@@ -146,7 +146,7 @@ def load_tokenizer(name: str):
         why = unreachable(name, e)
         if why:
             raise LadderError(f"tokenizer '{name}' {why}") from None
-        raise LadderError(f"tokenizer '{name}': cannot load ({str(e).splitlines()[0][:160]}); "
+        raise LadderError(f"tokenizer '{name}': cannot load ({first_line(e)}); "
                           "run `ladder tokenizer` first or pass a hub id") from None
 
 
